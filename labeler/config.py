@@ -1,0 +1,259 @@
+"""The one validated place for configuration: YAML -> pydantic models, one section per stage.
+
+Unknown keys and wrong types are errors naming the file and the dotted key, because a typo in
+a config that silently falls back to a default wastes a cluster run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RayConfig(_Strict):
+    # None: start a local Ray with the resources below; "auto" or "ray://...": join a cluster.
+    address: Optional[str] = None
+    num_cpus: Optional[int] = Field(None, ge=1, description="local Ray only; default: all cores")
+    object_store_memory: int = Field(500_000_000, ge=78_643_200)
+    # Environment every worker needs (merged into the runtime_env).
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class EngineConfig(_Strict):
+    """An LLM backend and how many copies of it to run."""
+
+    backend: Literal["vllm", "openai", "transformers"] = "vllm"
+    model: str = Field(..., description="local dir, hub id, or offline:<name> (see labeler.models)")
+    dtype: str = "bfloat16"
+    max_model_len: int = Field(2048, ge=64)
+    max_num_seqs: int = Field(64, ge=1)
+    kv_cache_gib: float = Field(1.0, gt=0, description="vLLM CPU KV cache (VLLM_CPU_KVCACHE_SPACE)")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    enable_prefix_caching: bool = True
+    # Ray Data actor pool: rows per call, and resources per engine actor.
+    batch_size: int = Field(32, ge=1)
+    num_actors: Optional[int] = Field(None, ge=1, description="default: sized from free resources")
+    cpus_per_actor: float = Field(1.0, gt=0)
+    gpus_per_actor: float = Field(0.0, ge=0)
+    # OpenAI-compatible endpoints.
+    base_url: Optional[str] = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(8, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    # Prices for cost accounting (USD); zero for local models.
+    usd_per_1m_input_tokens: float = Field(0.0, ge=0)
+    usd_per_1m_output_tokens: float = Field(0.0, ge=0)
+
+
+class CorpusConfig(_Strict):
+    path: str
+    format: Literal["auto", "jsonl", "parquet"] = "auto"
+    id_field: str = "doc_id"
+    text_field: str = "text"
+    title_field: Optional[str] = "title"
+    # Documents outside these bounds are rejected with a reason, not silently dropped.
+    min_chars: int = Field(20, ge=1)
+    max_chars: int = Field(1_000_000, ge=1)
+    limit: Optional[int] = Field(None, ge=1, description="read only the first N documents")
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) > max_chars ({self.max_chars})")
+        return self
+
+
+class SynthesizeConfig(_Strict):
+    engine: EngineConfig
+    prompt: str = "synthesize"
+    seed_docs: Optional[int] = Field(None, ge=1, description="sample this many seed documents; default all")
+    # Query kinds and how many of each to ask for per seed document.
+    kinds: dict[Literal["keyword", "question", "navigational", "partial_recall", "acronym"], int] = Field(
+        default_factory=lambda: {"keyword": 1, "question": 1})
+    max_doc_tokens: int = Field(384, ge=16)
+    temperature: float = Field(0.7, ge=0)
+    max_new_tokens: int = Field(48, ge=4)
+    min_query_chars: int = Field(3, ge=1)
+    max_query_chars: int = Field(200, ge=8)
+    # A query sharing a run of this many words with its document copies it rather than asks for it.
+    max_copied_words: int = Field(8, ge=3)
+
+    @model_validator(mode="after")
+    def _kinds(self):
+        if not self.kinds or sum(self.kinds.values()) < 1:
+            raise ValueError("kinds must ask for at least one query per document")
+        if any(v < 0 for v in self.kinds.values()):
+            raise ValueError("kinds counts must be >= 0")
+        return self
+
+
+class MineConfig(_Strict):
+    backend: Literal["bm25s"] = "bm25s"
+    depth: int = Field(30, ge=2, description="BM25 results retrieved per query")
+    # Hard negatives are sampled from this window of BM25 ranks (1-based, inclusive).
+    rank_window: tuple[int, int] = (2, 30)
+    negatives_per_query: int = Field(3, ge=0)
+    heldout_fraction: float = Field(0.25, ge=0, lt=1)
+    batch_size: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _window(self):
+        lo, hi = self.rank_window
+        if not 1 <= lo <= hi:
+            raise ValueError(f"rank_window must satisfy 1 <= lo <= hi, got {self.rank_window}")
+        if hi > self.depth:
+            raise ValueError(f"rank_window upper bound {hi} exceeds depth {self.depth}")
+        return self
+
+
+class GradeConfig(_Strict):
+    """Shared by the teacher (judge) and the student (label): one prompt, one grade scale."""
+
+    prompt: str = "grade_plain"
+    max_doc_tokens: int = Field(256, ge=16)
+    # Fewer than this probability mass on the grade tokens is recorded (grade_mass), still graded;
+    # no grade token at all among the top logprobs is a failure, never a grade.
+    top_logprobs: int = Field(20, ge=1)
+
+
+class JudgeConfig(_Strict):
+    engine: EngineConfig
+    grading: GradeConfig = Field(default_factory=GradeConfig)
+
+
+class DistillConfig(_Strict):
+    kind: Literal["generative"] = "generative"
+    base_model: str = "offline:smollm2-135m-instruct"
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    epochs: int = Field(1, ge=1)
+    max_steps: Optional[int] = Field(None, ge=1, description="stop after this many optimizer steps")
+    micro_batch_size: int = Field(2, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    zero_stage: int = Field(1, ge=0, le=3)
+    bf16: bool = False
+    max_seq_len: int = Field(512, ge=32)
+    # Weight of KL(teacher || student) over the grade tokens, added to the hard-label CE.
+    kl_weight: float = Field(0.0, ge=0)
+    deepspeed: dict[str, Any] = Field(default_factory=dict, description="merged over the generated DS config")
+
+
+class LabelConfig(_Strict):
+    # None: the student from the distill stage of the same run.
+    engine: Optional[EngineConfig] = None
+    write_qrels: bool = True
+
+
+class EvaluateConfig(_Strict):
+    k: int = Field(10, ge=1)
+
+
+class Config(_Strict):
+    name: str = "labeler"
+    seed: int = 13
+    ray: RayConfig = Field(default_factory=RayConfig)
+    corpus: CorpusConfig
+    synthesize: SynthesizeConfig
+    mine: MineConfig = Field(default_factory=MineConfig)
+    judge: JudgeConfig
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    label: LabelConfig = Field(default_factory=LabelConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    # Where relative paths in the file are resolved from (the config file's folder's project root).
+    base_dir: Optional[str] = Field(None, exclude=True)
+
+    def resolve_path(self, p: str) -> str:
+        """Relative paths are taken from where the command runs, then from the config's base."""
+        path = Path(p).expanduser()
+        if path.is_absolute() or "://" in p or path.exists() or not self.base_dir:
+            return str(path) if "://" not in p else p
+        return str(Path(self.base_dir) / path)
+
+    def section_hash(self, *sections: str) -> str:
+        """A stable fingerprint of config sections: a finished stage is reused only when it matches."""
+        blob = {s: getattr(self, s).model_dump(mode="json") for s in sections}
+        blob["seed"] = self.seed
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_errors(path: str, err: ValidationError) -> str:
+    lines = [f"{path}: invalid config ({err.error_count()} error{'s' if err.error_count() > 1 else ''})"]
+    for e in err.errors():
+        key = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the config schema; check its spelling and section)"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        got = e.get("input")
+        suffix = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {key}: {msg}{suffix}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>", base_dir: Optional[str] = None) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(source, e)) from None
+    cfg.base_dir = base_dir
+    return cfg
+
+
+def load_config(path: str | Path, overrides: Optional[dict] = None) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text: {e}") from None
+    if overrides:
+        data = _merge(data or {}, overrides)
+    # Configs live in <project>/configs/, and paths in them are relative to the project.
+    base = path.resolve().parent.parent if path.resolve().parent.name == "configs" else path.resolve().parent
+    return parse_config(data, str(path), str(base))
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def dotted_override(expr: str) -> dict:
+    """`synthesize.seed_docs=10` -> nested dict, the value parsed as YAML."""
+    if "=" not in expr:
+        raise ConfigError(f"override {expr!r} must look like section.key=value")
+    key, value = expr.split("=", 1)
+    node: dict = {}
+    cur = node
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        cur[p] = {}
+        cur = cur[p]
+    cur[parts[-1]] = yaml.safe_load(value)
+    return node

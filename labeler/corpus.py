@@ -1,0 +1,160 @@
+"""Corpus ingestion: JSONL (optionally gzipped) or Parquet -> the DOCS table.
+
+Every input record ends up either as a document or as a rejected row with its reason: broken
+JSON, non-UTF-8 bytes, a missing id or text, an empty or oversized text, a duplicate id.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterator, Optional
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .config import CorpusConfig
+from .schema import DOCS, rejected_row
+from .store import StageWriter
+
+KNOWN = ("author", "space", "doc_type", "last_modified")
+BATCH = 2000
+
+
+def corpus_files(path: str) -> list[Path]:
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(x for x in p.rglob("*") if x.is_file() and _fmt(x) is not None)
+        if not files:
+            raise FileNotFoundError(f"corpus folder {p} has no .jsonl, .jsonl.gz or .parquet files")
+        return files
+    if not p.is_file():
+        raise FileNotFoundError(f"corpus {p} not found")
+    return [p]
+
+
+def _fmt(p: Path) -> Optional[str]:
+    name = p.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
+        return "jsonl"
+    if name.endswith(".parquet"):
+        return "parquet"
+    return None
+
+
+def fingerprint(path: str) -> str:
+    """Content hash of the corpus files: an index or a stage is reused only for the same corpus."""
+    h = hashlib.sha256()
+    for f in corpus_files(path):
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _records(path: Path, fmt: str) -> Iterator[tuple[str, object]]:
+    """(location, record-or-error) for every record; errors are strings prefixed with their reason."""
+    if fmt == "parquet":
+        pf = pq.ParquetFile(path)
+        i = 0
+        for batch in pf.iter_batches(batch_size=BATCH):
+            for row in batch.to_pylist():
+                i += 1
+                yield f"{path.name}:row{i}", row
+        return
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            loc = f"{path.name}:{lineno}"
+            if not raw.strip():
+                continue  # blank lines are layout, not records
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield loc, f"bad_encoding\tnot UTF-8 ({e.reason} at byte {e.start})\t{raw[:200]!r}"
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield loc, f"bad_json\t{e.msg} at column {e.colno}\t{line[:200]}"
+                continue
+            if not isinstance(obj, dict):
+                yield loc, f"bad_json\texpected a JSON object, got {type(obj).__name__}\t{line[:200]}"
+                continue
+            yield loc, obj
+
+
+def ingest(cfg: CorpusConfig, path: str, writer: StageWriter) -> int:
+    """Write documents and rejections; returns the number of input records seen."""
+    seen: set[str] = set()
+    rows_in = 0
+    docs: list[dict] = []
+    rejected: list[dict] = []
+    for f in corpus_files(path):
+        fmt = cfg.format if cfg.format != "auto" else _fmt(f)
+        for loc, rec in _records(f, fmt):
+            if cfg.limit and rows_in >= cfg.limit:
+                break
+            rows_in += 1
+            if isinstance(rec, str):
+                reason, detail, raw = rec.split("\t", 2)
+                rejected.append(rejected_row(loc, reason, f"{loc}: {detail}", raw))
+            else:
+                doc, err = _to_doc(cfg, rec, loc)
+                if err is None and doc["doc_id"] in seen:
+                    err = ("duplicate_id", f"{loc}: doc_id {doc['doc_id']!r} appeared earlier; the first is kept")
+                if err is not None:
+                    key = str(rec.get(cfg.id_field, loc))
+                    rejected.append(rejected_row(key, err[0], err[1], rec))
+                else:
+                    seen.add(doc["doc_id"])
+                    docs.append(doc)
+            if len(docs) >= BATCH:
+                writer.write(pa.Table.from_pylist(docs, schema=DOCS))
+                docs = []
+            if len(rejected) >= BATCH:
+                writer.reject(rejected)
+                rejected = []
+    writer.write(pa.Table.from_pylist(docs, schema=DOCS))
+    writer.reject(rejected)
+    return rows_in
+
+
+def _to_doc(cfg: CorpusConfig, rec: dict, loc: str):
+    doc_id = rec.get(cfg.id_field)
+    if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
+        return None, ("missing_id", f"{loc}: no {cfg.id_field!r} field")
+    if not isinstance(doc_id, (str, int)):
+        return None, ("bad_id", f"{loc}: {cfg.id_field!r} must be a string or integer, got {type(doc_id).__name__}")
+    text = rec.get(cfg.text_field)
+    if text is None:
+        return None, ("missing_text", f"{loc}: no {cfg.text_field!r} field")
+    if not isinstance(text, str):
+        return None, ("bad_text", f"{loc}: {cfg.text_field!r} must be a string, got {type(text).__name__}")
+    n = len(text.strip())
+    if n == 0:
+        return None, ("empty_text", f"{loc}: the text is empty")
+    if n < cfg.min_chars:
+        return None, ("too_short", f"{loc}: {n} characters of text, fewer than min_chars={cfg.min_chars}")
+    if n > cfg.max_chars:
+        return None, ("too_long", f"{loc}: {n:,} characters of text, more than max_chars={cfg.max_chars:,}")
+    title = rec.get(cfg.title_field) if cfg.title_field else None
+    used = {cfg.id_field, cfg.text_field, cfg.title_field, *KNOWN}
+    meta = {k: v for k, v in rec.items() if k not in used}
+    doc = {
+        "doc_id": str(doc_id),
+        "title": None if title is None else str(title),
+        "text": text,
+        "metadata": json.dumps(meta, ensure_ascii=False, default=str) if meta else None,
+        "n_chars": len(text),
+    }
+    for k in KNOWN:
+        v = rec.get(k)
+        doc[k] = None if v is None else str(v)
+    return doc, None
+
+
+def doc_meta(doc: dict) -> str:
+    return json.dumps({k: doc.get(k) for k in KNOWN if doc.get(k)}, ensure_ascii=False)

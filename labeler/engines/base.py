@@ -1,0 +1,92 @@
+"""The narrow interface every LLM backend implements, and the grade extraction they share.
+
+Two operations are all the pipeline needs: `generate` (query synthesis) and `grade` (one forward
+pass, read the next-token distribution over the grade tokens). A grade is never invented: when
+no grade token is among the model's top candidates the result is an error, not a 0.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from ..schema import GRADES
+
+GRADE_STRINGS = {str(g): g for g in GRADES}
+
+
+@dataclass
+class Completion:
+    text: Optional[str]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: Optional[str] = None          # a stable reason code, e.g. "server_error"
+    detail: Optional[str] = None
+
+
+@dataclass
+class GradeResult:
+    probs: Optional[list[float]] = None  # P(grade = 0..3), renormalised over the grade tokens
+    mass: Optional[float] = None         # how much probability the model put on grade tokens at all
+    prompt_tokens: int = 0
+    raw: Optional[str] = None            # what the model produced, for failures and audits
+    error: Optional[str] = None
+    detail: Optional[str] = None
+    top: dict = field(default_factory=dict)
+
+    @property
+    def grade(self) -> Optional[int]:
+        return None if self.probs is None else max(GRADES, key=lambda g: self.probs[g])
+
+    @property
+    def expected(self) -> Optional[float]:
+        return None if self.probs is None else float(sum(g * p for g, p in zip(GRADES, self.probs)))
+
+
+def grade_from_top_logprobs(top: dict[str, float]) -> tuple[Optional[list[float]], float]:
+    """Aggregate candidate tokens (' 2', '2', ...) per grade; None when no grade token is present."""
+    per_grade = [0.0] * len(GRADES)
+    for token, logprob in top.items():
+        g = GRADE_STRINGS.get(token.strip())
+        if g is not None and logprob is not None and logprob > -math.inf:
+            per_grade[g] += math.exp(logprob)
+    mass = sum(per_grade)
+    if mass <= 0.0:
+        return None, 0.0
+    return [p / mass for p in per_grade], mass
+
+
+def grade_from_text(text: str) -> Optional[int]:
+    """Strict parse of a generated answer: the first non-space character must be the grade digit."""
+    s = (text or "").strip().lstrip("*#:").strip()
+    if s and s[0] in GRADE_STRINGS and (len(s) == 1 or not s[1].isdigit()):
+        return GRADE_STRINGS[s[0]]
+    return None
+
+
+class Engine:
+    """A loaded model. Implementations: VLLMEngine, OpenAIEngine, TransformersEngine."""
+
+    model_id: str = ""
+    model_version: str = ""
+    # Local engines expose their tokenizer so that prompts can be truncated by tokens.
+    tokenizer = None
+
+    def generate(self, prompts: Sequence, *, max_tokens: int, temperature: float,
+                 seeds: Optional[Sequence[int]] = None) -> list[Completion]:
+        """One completion per prompt; `seeds` (one per prompt) make sampling repeatable."""
+        raise NotImplementedError
+
+    def grade(self, prompts: Sequence, *, top_logprobs: int = 20) -> list[GradeResult]:
+        raise NotImplementedError
+
+    def prompt(self, messages: list[dict], assistant_prefix: str = ""):
+        """Chat messages -> what this engine takes as one prompt."""
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return text + assistant_prefix
+
+    def count_tokens(self, prompt) -> int:
+        return len(self.tokenizer.encode(prompt, add_special_tokens=False)) if self.tokenizer else 0
+
+    def close(self) -> None:
+        pass

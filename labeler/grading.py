@@ -1,0 +1,110 @@
+"""Grading a pair: one prompt layout shared by the teacher, the student's training and its labeling.
+
+The student must see at training time exactly the prompt it is later labeled with, so the
+layout lives here and nowhere else. Prompts put the fixed instructions first and the document
+before the query: pairs sorted by document then share a long prefix, which vLLM's prefix cache
+reuses.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Optional
+
+import pyarrow as pa
+
+from .config import GradeConfig
+from .engines.base import Engine, GradeResult
+from .prompts import Template, doc_fields, load_template, truncate_tokens
+from .schema import LABEL_FIELDS, pair_key
+
+# Columns a grading worker adds to the rows it passes through.
+STATUS_COLS = ["_key", "_status", "_reason", "_detail", "_raw"]
+
+
+@dataclass
+class GradePrompt:
+    prompt: object
+    truncated: bool
+
+
+def build_prompt(engine_or_tokenizer, template: Template, row: dict, max_doc_tokens: int,
+                 as_text: bool = False) -> GradePrompt:
+    """The grading prompt of one pair; the document is cut to `max_doc_tokens` tokens."""
+    fields = doc_fields(row)
+    tok = getattr(engine_or_tokenizer, "tokenizer", engine_or_tokenizer)
+    truncated = False
+    if tok is not None and fields.get("text"):
+        fields["text"], truncated = truncate_tokens(tok, fields["text"], max_doc_tokens)
+    elif fields.get("text") and len(fields["text"]) > max_doc_tokens * 6:  # remote engines: by chars
+        fields["text"], truncated = fields["text"][: max_doc_tokens * 4] + " ...", True
+    messages = template.messages(**fields)
+    if as_text or not isinstance(engine_or_tokenizer, Engine):
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return GradePrompt(text + template.assistant_prefix, truncated)
+    return GradePrompt(engine_or_tokenizer.prompt(messages, template.assistant_prefix), truncated)
+
+
+def label_columns(results: list[GradeResult], truncated: list[bool], model: str, version: str) -> dict:
+    return {
+        "grade": [r.grade for r in results],
+        "expected_grade": [r.expected for r in results],
+        "grade_probs": [r.probs for r in results],
+        "grade_mass": [r.mass for r in results],
+        "model": [model] * len(results),
+        "model_version": [version] * len(results),
+        "truncated": truncated,
+        "prompt_tokens": [r.prompt_tokens for r in results],
+        "_key": None,
+        "_status": ["ok" if r.error is None else "rejected" for r in results],
+        "_reason": [r.error for r in results],
+        "_detail": [r.detail for r in results],
+        "_raw": [r.raw for r in results],
+    }
+
+
+class GradeWorker:
+    """A Ray Data actor: holds one engine and grades batches of pairs (pyarrow in, pyarrow out)."""
+
+    def __init__(self, engine_cfg, grading: GradeConfig, seed: int = 0):
+        from .engines import make_engine
+
+        self.engine = make_engine(engine_cfg, seed)
+        self.grading = grading
+        self.template = load_template(grading.prompt)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        prompts = [build_prompt(self.engine, self.template, r, self.grading.max_doc_tokens) for r in rows]
+        results = self.engine.grade([p.prompt for p in prompts], top_logprobs=self.grading.top_logprobs)
+        cols = label_columns(results, [p.truncated for p in prompts], self.engine.model_id,
+                             self.engine.model_version)
+        cols["_key"] = [pair_key(r["query_id"], r["doc_id"]) for r in rows]
+        out = batch
+        for name, values in cols.items():
+            field = next((f for f in LABEL_FIELDS if f.name == name), None)
+            arr = pa.array(values, type=field.type if field is not None else pa.string())
+            out = out.append_column(field if field is not None else name, arr)
+        return out
+
+
+def grade_target_ids(tokenizer, assistant_prefix: str) -> list[int]:
+    """Token ids the student should emit for grades 0..3 right after the prompt.
+
+    Prompts end with a prefix like 'Grade:', so the natural continuation is ' 2' when the
+    tokenizer has such a token; otherwise the bare digit.
+    """
+    ids = []
+    for g in range(4):
+        spaced = tokenizer.encode(f" {g}", add_special_tokens=False) if assistant_prefix else []
+        bare = tokenizer.encode(str(g), add_special_tokens=False)
+        choice = spaced if len(spaced) == 1 else bare
+        if len(choice) != 1:
+            raise ValueError(f"grade {g} is not a single token for this tokenizer ({choice})")
+        ids.append(choice[0])
+    return ids
+
+
+def judgment_record(row: dict) -> str:
+    keep = {k: row.get(k) for k in ("query_id", "doc_id", "query", "title", "_raw") if k in row}
+    return json.dumps(keep, ensure_ascii=False, default=str)

@@ -1,0 +1,290 @@
+"""The pipeline: corpus -> synthesize -> mine -> judge -> distill -> label -> evaluate.
+
+Each stage reads the previous stages' published outputs and publishes its own (labeler.store).
+A stage's fingerprint chains its config section with its inputs' fingerprints, so a rerun skips
+every stage whose settings and inputs are unchanged and redoes the rest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import corpus as corpus_mod
+from .config import Config, EngineConfig
+from .raycluster import init_ray
+from .schema import DOCS, JUDGMENTS, LABELS, PAIRS, QUERIES
+from .store import RunStore, write_json_atomic
+
+STAGES = ["corpus", "synthesize", "mine", "judge", "distill", "label", "evaluate"]
+UPSTREAM = {
+    "corpus": [], "synthesize": ["corpus"], "mine": ["synthesize", "corpus"], "judge": ["mine"],
+    "distill": ["judge"], "label": ["distill", "mine"], "evaluate": ["label", "judge"],
+}
+TRAIN_EXAMPLES = pa.schema([("query_id", pa.string()), ("doc_id", pa.string()), ("grade", pa.int8()),
+                            ("n_tokens", pa.int32())])
+EMPTY = pa.schema([("key", pa.string())])
+
+
+def _h(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, out: str | Path, *, force: bool = False, log=None):
+        self.cfg = cfg
+        self.store = RunStore(out)
+        self.force = force
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._fp: dict[str, str] = {}
+        self._ray = False
+
+    # -- fingerprints -------------------------------------------------------------------------
+    def section(self, stage: str) -> dict:
+        c = self.cfg
+        dump = lambda m: m.model_dump(mode="json")  # noqa: E731
+        return {
+            "corpus": lambda: {"corpus": dump(c.corpus)},
+            "synthesize": lambda: {"synthesize": dump(c.synthesize)},
+            "mine": lambda: {"mine": dump(c.mine)},
+            "judge": lambda: {"judge": dump(c.judge)},
+            "distill": lambda: {"distill": dump(c.distill), "grading": dump(c.judge.grading)},
+            "label": lambda: {"label": dump(c.label), "grading": dump(c.judge.grading)},
+            "evaluate": lambda: {"evaluate": dump(c.evaluate)},
+        }[stage]()
+
+    def fingerprint(self, stage: str) -> str:
+        if stage not in self._fp:
+            extra = corpus_mod.fingerprint(self.cfg.resolve_path(self.cfg.corpus.path)) if stage == "corpus" else None
+            self._fp[stage] = _h(stage, self.cfg.seed, self.section(stage), extra,
+                                 [self.fingerprint(u) for u in UPSTREAM[stage]])
+        return self._fp[stage]
+
+    # -- running ------------------------------------------------------------------------------
+    def run(self, until: Optional[str] = None, only: Optional[list[str]] = None) -> dict:
+        stages = STAGES[: STAGES.index(until) + 1] if until else list(STAGES)
+        if only:
+            stages = [s for s in stages if s in only]
+        t0 = time.time()
+        report = {}
+        forced = False
+        for stage in stages:
+            fp = self.fingerprint(stage)
+            forced = forced or self.force
+            if self.store.is_done(stage, fp) and not forced:
+                m = self.store.manifest(stage)
+                self.log(f"[{stage}] up to date ({m['rows_out']} rows, fingerprint {fp}); skipped")
+                report[stage] = {**_brief(m), "skipped": True}
+                continue
+            self.log(f"[{stage}] running (fingerprint {fp})")
+            m = getattr(self, f"_{stage}")(fp)
+            self.log(f"[{stage}] done: {m['rows_in']} in, {m['rows_out']} out, {m['rows_rejected']} rejected"
+                     f"{_reasons(m)}, {m['wall_s']:.1f}s")
+            report[stage] = {**_brief(m), "skipped": False}
+        summary = {"out": str(self.store.root), "config": self.cfg.name, "wall_s": round(time.time() - t0, 2),
+                   "stages": report}
+        ev = self.store.manifest("evaluate")
+        if ev is not None and "evaluate" in stages:
+            summary["agreement"] = ev.get("metrics")
+        write_json_atomic(summary, self.store.root / "summary.json")
+        return summary
+
+    def _ray_up(self):
+        if not self._ray:
+            init_ray(self.cfg.ray)
+            self._ray = True
+
+    def _writer(self, stage, schema, fresh=False):
+        w = self.store.writer(stage, self.fingerprint(stage), schema)
+        if fresh:
+            import shutil
+            shutil.rmtree(w.work, ignore_errors=True)
+            w = self.store.writer(stage, self.fingerprint(stage), schema)
+        elif w.resumed:
+            self.log(f"[{stage}] resuming: keeping the parts an earlier attempt finished")
+        return w
+
+    def _publish(self, w, stage, rows_in, extra=None, one_to_one=True):
+        upstream = {u: self.fingerprint(u) for u in UPSTREAM[stage]}
+        return w.publish(rows_in, config=self.section(stage), upstream=upstream, extra=extra, one_to_one=one_to_one)
+
+    # -- stages -------------------------------------------------------------------------------
+    def _corpus(self, fp):
+        w = self._writer("corpus", DOCS, fresh=True)  # cheap to redo, so never half-resumed
+        n = corpus_mod.ingest(self.cfg.corpus, self.cfg.resolve_path(self.cfg.corpus.path), w)
+        return self._publish(w, "corpus", n)
+
+    def _synthesize(self, fp):
+        from .runner import pending, run_actor_stage
+        from .raycluster import pool_args
+        from .synthesize import Deduper, SynthWorker, plan_requests, token_totals
+
+        self._ray_up()
+        c = self.cfg.synthesize
+        requests = plan_requests(self.store.table("corpus"), c, self.cfg.seed)
+        w = self._writer("synthesize", QUERIES)
+        done = w.done_keys(lambda t: t.column("query_id").to_pylist())
+        prev = w.data()
+        dedupe = Deduper(set() if prev is None else set(zip(prev.column("query").to_pylist(),
+                                                             prev.column("query_id").to_pylist())))
+        todo = pending(requests, requests.column("query_id"), done)
+        run_actor_stage(w, todo, worker=SynthWorker, ctor_kwargs={"cfg": c, "seed": self.cfg.seed},
+                        pool=pool_args(c.engine), batch_size=c.engine.batch_size, total=requests.num_rows,
+                        on_ok=dedupe)
+        tokens = token_totals(w.data())
+        return self._publish(w, "synthesize", requests.num_rows,
+                             extra={**tokens, "model": c.engine.model, "seed_docs": len(set(requests.column("seed_doc_id").to_pylist()))})
+
+    def _mine(self, fp):
+        import ray
+
+        from .mine import MineWorker, build_index
+        from .runner import pending, run_actor_stage
+
+        self._ray_up()
+        c = self.cfg.mine
+        queries = self.store.table("synthesize")
+        w = self._writer("mine", PAIRS)
+        index_dir = self.store.root / ".index" / self.fingerprint("corpus")
+        if not (index_dir / "doc_ids.json").is_file():
+            t = time.time()
+            build_index(self.store.table("corpus", columns=["doc_id", "title", "text"]), index_dir)
+            self.log(f"[mine] built the BM25 index in {time.time() - t:.1f}s")
+        done = w.done_keys(lambda t: t.column("query_id").to_pylist())
+        todo = pending(queries, queries.column("query_id"), done)
+        cpus = ray.cluster_resources().get("CPU", 1)
+        pool = {"compute": ray.data.ActorPoolStrategy(size=max(1, int(cpus) - 1)), "num_cpus": 1}
+        run_actor_stage(w, todo, worker=MineWorker,
+                        ctor_kwargs={"cfg": c, "index_dir": str(index_dir), "doc_files": self.store.files("corpus"),
+                                     "seed": self.cfg.seed},
+                        pool=pool, batch_size=c.batch_size, total=queries.num_rows)
+        self._check_every_input(w, set(queries.column("query_id").to_pylist()), lambda t: t.column("query_id"))
+        pairs = w.data()
+        extra = {"queries": queries.num_rows, "pairs": 0 if pairs is None else pairs.num_rows,
+                 "pairs_by_source": _counts(pairs, "source"), "pairs_by_split": _counts(pairs, "split"),
+                 "index": str(index_dir)}
+        return self._publish(w, "mine", queries.num_rows, extra=extra, one_to_one=False)
+
+    def _check_every_input(self, w, keys: set, key_col: Callable):
+        got = set()
+        d = w.data()
+        if d is not None:
+            got.update(key_col(d).to_pylist())
+        r = w.rejected()
+        if r is not None:
+            got.update(r.column("key").to_pylist())
+        lost = keys - got
+        if lost:
+            from .store import ReconciliationError
+            raise ReconciliationError(f"stage {w.stage}: {len(lost)} inputs produced no output and no rejection, "
+                                      f"e.g. {sorted(lost)[:3]}")
+
+    def _judge(self, fp):
+        from .judge import grade_pairs
+
+        self._ray_up()
+        c = self.cfg.judge
+        pairs = self.store.table("mine")
+        w = self._writer("judge", JUDGMENTS)
+        n = grade_pairs(w, pairs, c.engine, c.grading, self.cfg.seed)
+        return self._publish(w, "judge", n, extra={**_grade_stats(w.data()), "model": c.engine.model})
+
+    def _distill(self, fp):
+        from transformers import AutoTokenizer
+
+        from . import models
+        from .distill import train, training_examples
+
+        self._ray_up()
+        c = self.cfg.distill
+        j = self.store.table("judge")
+        train_rows = j.filter(pc.equal(j.column("split"), "train"))
+        w = self._writer("distill", TRAIN_EXAMPLES, fresh=False)
+        tok = AutoTokenizer.from_pretrained(models.resolve(c.base_model))
+        examples, rejected = training_examples(train_rows, tok, self.cfg.judge.grading, c.max_seq_len)
+        if examples.num_rows < c.num_workers * c.micro_batch_size:
+            raise ValueError(f"distill: {examples.num_rows} training examples, fewer than one batch for "
+                             f"{c.num_workers} workers x micro_batch_size {c.micro_batch_size}")
+        self.log(f"[distill] {examples.num_rows} examples; teacher grades {_counts_list(examples.column('grade').to_pylist())}")
+        export = w.artifacts / "model"
+        stats = train(c, self.cfg.judge.grading, examples, w.work / "ray_train", export, seed=self.cfg.seed)
+        import shutil
+        # The record of what the student saw; a resumed attempt rewrites it whole.
+        for f in [*(w.work / "data").glob("part-*"), *(w.work / "rejected").glob("part-*")]:
+            f.unlink()
+        w.write(pa.table({"query_id": examples.column("query_id"), "doc_id": examples.column("doc_id"),
+                          "grade": examples.column("grade"),
+                          "n_tokens": pc.list_value_length(examples.column("input_ids")).cast(pa.int32())},
+                         schema=TRAIN_EXAMPLES))
+        w.reject(rejected)
+        shutil.rmtree(w.work / "ray_train", ignore_errors=True)
+        return self._publish(w, "distill", train_rows.num_rows,
+                             extra={"model_dir": str(self.store.path("distill") / "artifacts" / "model"),
+                                    "grade_counts": _counts_list(examples.column("grade").to_pylist()),
+                                    "train": {k: v for k, v in stats.items() if k != "metrics"}})
+
+    def student_dir(self) -> Path:
+        return self.store.path("distill") / "artifacts" / "model"
+
+    def _label(self, fp):
+        from .label import label_pairs, write_qrels
+
+        self._ray_up()
+        pairs = self.store.table("mine")
+        heldout = pairs.filter(pc.equal(pairs.column("split"), "heldout"))
+        engine = self.cfg.label.engine or EngineConfig(backend="vllm", model=str(self.student_dir()),
+                                                       batch_size=self.cfg.judge.engine.batch_size,
+                                                       max_model_len=self.cfg.judge.engine.max_model_len)
+        w = self._writer("label", LABELS)
+        n = label_pairs(w, heldout, engine, self.cfg.judge.grading, self.cfg.seed)
+        extra = _grade_stats(w.data())
+        if self.cfg.label.write_qrels and w.data() is not None:
+            extra["qrels"] = str(self.store.path("label") / "artifacts" / "labels.qrels")
+            write_qrels(w.data(), w.artifacts / "labels.qrels")
+        return self._publish(w, "label", n, extra={**extra, "model": engine.model})
+
+    def _evaluate(self, fp):
+        from .evaluate import agreement
+
+        j = self.store.table("judge")
+        reference = j.filter(pc.equal(j.column("split"), "heldout")).select(["query_id", "doc_id", "grade"])
+        predicted = self.store.table("label")
+        w = self._writer("evaluate", EMPTY, fresh=True)
+        metrics = agreement(reference, predicted, k=self.cfg.evaluate.k)
+        write_json_atomic(metrics, w.artifacts / "metrics.json")
+        return self._publish(w, "evaluate", 0, extra={"metrics": metrics, "reference": "teacher (held-out pairs)"},
+                             one_to_one=False)
+
+
+def _counts(t: Optional[pa.Table], col: str) -> dict:
+    return {} if t is None else _counts_list(t.column(col).to_pylist())
+
+
+def _counts_list(values) -> dict:
+    out: dict = {}
+    for v in values:
+        out[str(v)] = out.get(str(v), 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _grade_stats(t: Optional[pa.Table]) -> dict:
+    if t is None:
+        return {"grade_counts": {}, "tokens_in": 0}
+    return {"grade_counts": _counts(t, "grade"),
+            "tokens_in": int(pc.sum(t.column("prompt_tokens")).as_py() or 0),
+            "truncated": int(pc.sum(t.column("truncated").cast(pa.int64())).as_py() or 0)}
+
+
+def _brief(m: dict) -> dict:
+    return {k: m.get(k) for k in ("rows_in", "rows_out", "rows_rejected", "rejected_by_reason", "wall_s")}
+
+
+def _reasons(m: dict) -> str:
+    r = m.get("rejected_by_reason") or {}
+    return f" ({', '.join(f'{k}: {v}' for k, v in r.items())})" if r else ""

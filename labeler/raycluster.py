@@ -1,0 +1,62 @@
+"""Starting or joining Ray, and sizing actor pools from the resources actually there.
+
+Pools are never hard-coded: on 2 cores an engine pool that takes every CPU starves the read
+tasks feeding it and the job hangs, while on a cluster the pool should grow with the GPUs.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+from .config import EngineConfig, RayConfig
+
+
+def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env = {"TOKENIZERS_PARALLELISM": "false", **cfg.env}
+    for k in ("LABELER_CACHE", "HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE"):
+        if k in os.environ:
+            env.setdefault(k, os.environ[k])
+    runtime_env = {"env_vars": env}
+    if cfg.address:
+        ray.init(address=cfg.address, runtime_env=runtime_env, log_to_driver=True)
+    else:
+        ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), include_dashboard=False,
+                 object_store_memory=cfg.object_store_memory, runtime_env=runtime_env,
+                 log_to_driver=True)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = True
+    return ray
+
+
+def pool_args(engine: EngineConfig) -> dict:
+    """map_batches arguments for an engine actor pool sized from the cluster's resources."""
+    import ray
+
+    total = ray.cluster_resources()
+    if engine.backend == "openai":
+        # Remote calls: one light actor per `concurrency` slot group; CPU is not the bottleneck.
+        size = engine.num_actors or 1
+        return {"compute": ray.data.ActorPoolStrategy(size=size), "num_cpus": 0.25}
+    if engine.gpus_per_actor > 0:
+        gpus = total.get("GPU", 0)
+        fit = int(gpus // engine.gpus_per_actor)
+        if engine.num_actors:
+            # With an autoscaler the GPUs may not exist yet: let the pool grow to the configured size.
+            strategy = ray.data.ActorPoolStrategy(min_size=max(1, min(fit, engine.num_actors)),
+                                                  max_size=engine.num_actors)
+        else:
+            strategy = ray.data.ActorPoolStrategy(size=max(1, fit))
+        return {"compute": strategy, "num_gpus": engine.gpus_per_actor, "num_cpus": engine.cpus_per_actor}
+    cpus = total.get("CPU", 1)
+    # Keep one CPU for the tasks that read and feed the pool.
+    fit = max(1, math.floor((cpus - 1) / engine.cpus_per_actor)) if cpus > 1 else 1
+    size = min(engine.num_actors, fit) if engine.num_actors else fit
+    cpus_each = min(engine.cpus_per_actor, max(0.25, cpus - 1) if cpus > 1 else 0.5)
+    return {"compute": ray.data.ActorPoolStrategy(size=size), "num_cpus": cpus_each}

@@ -1,0 +1,103 @@
+"""Runs a Ray Data actor stage into a StageWriter: streaming, resumable, every row accounted for.
+
+Workers return their input rows with the stage's columns plus `_key`, `_status` ("ok" or
+"rejected"), `_reason`, `_detail` and `_raw`. The driver streams the results (Ray Data applies
+backpressure, so memory stays bounded), writes ok rows to data parts and the rest, with their
+reasons, to rejected parts. Keys already written by a killed attempt are filtered out first.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Callable, Iterable, Optional
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .schema import MAX_RECORD_CHARS, conform
+from .store import StageWriter
+
+RECORD_COLS = ("query_id", "doc_id", "query", "title", "kind", "seed_doc_id", "source", "_raw")
+
+
+def pending(table: pa.Table, keys: pa.Array, done: set) -> pa.Table:
+    """Rows whose key is not in `done`."""
+    if not done:
+        return table
+    mask = pc.invert(pc.is_in(keys, value_set=pa.array(list(done), type=pa.string())))
+    return table.filter(mask)
+
+
+def _records(t: pa.Table) -> list[str]:
+    cols = [c for c in RECORD_COLS if c in t.column_names]
+    out = []
+    for row in t.select(cols).to_pylist():
+        s = json.dumps(row, ensure_ascii=False, default=str)
+        out.append(s[:MAX_RECORD_CHARS])
+    return out
+
+
+def split_results(batch: pa.Table, schema: pa.Schema) -> tuple[pa.Table, pa.Table]:
+    status = batch.column("_status")
+    ok = batch.filter(pc.equal(status, "ok"))
+    bad = batch.filter(pc.not_equal(status, "ok"))
+    rejected = pa.table({
+        "key": bad.column("_key").cast(pa.string()),
+        "reason": bad.column("_reason").cast(pa.string()),
+        "detail": bad.column("_detail").cast(pa.string()),
+        "record": pa.array(_records(bad), type=pa.string()),
+    })
+    return conform(ok, schema), rejected
+
+
+class Progress:
+    """Rows done, rate and ETA on stderr; quiet when not a terminal except every few seconds."""
+
+    def __init__(self, stage: str, total: int, done: int = 0, every_s: float = 5.0):
+        self.stage, self.total, self.done, self.every = stage, total, done, every_s
+        self.t0 = time.time()
+        self.start_done = done
+        self.last = 0.0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.time()
+        if now - self.last >= self.every or self.done >= self.total:
+            self.last = now
+            rate = (self.done - self.start_done) / max(now - self.t0, 1e-9)
+            left = self.total - self.done
+            eta = f"{left / rate:,.0f}s" if rate > 0 else "?"
+            print(f"[{self.stage}] {self.done:,}/{self.total:,} rows  {rate:,.2f} rows/s  ETA {eta}",
+                  file=sys.stderr, flush=True)
+
+
+def run_actor_stage(writer: StageWriter, todo: pa.Table, *, worker, ctor_kwargs: dict, pool: dict,
+                    batch_size: int, total: int, on_ok: Optional[Callable[[pa.Table], tuple[pa.Table, list]]] = None
+                    ) -> None:
+    """Map `todo` through an actor pool of `worker` and write the results as they stream in."""
+    import ray
+
+    progress = Progress(writer.stage, total, total - todo.num_rows)
+    if todo.num_rows == 0:
+        return
+    n_blocks = max(1, min(200, -(-todo.num_rows // batch_size)))
+    ds = ray.data.from_arrow(todo).repartition(n_blocks)
+    out = ds.map_batches(worker, fn_constructor_kwargs=ctor_kwargs, batch_size=batch_size,
+                         batch_format="pyarrow", zero_copy_batch=True, **pool)
+    for batch in out.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
+        ok, rejected = split_results(batch, writer.schema)
+        if on_ok is not None:
+            ok, extra = on_ok(ok)
+            if extra:
+                rejected = pa.concat_tables([rejected, pa.Table.from_pylist(extra, schema=rejected.schema)])
+        # Rejected first: if killed between the two writes, the ok rows are simply redone.
+        writer.reject(rejected)
+        writer.write(ok)
+        progress.update(len(set(batch.column("_key").to_pylist())))
+
+
+def stream(tables: Iterable[pa.Table]):
+    for t in tables:
+        if t is not None and t.num_rows:
+            yield t
