@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "submit": from .submit import main as m; return m(argv[1:])  # noqa: E701,E702
     if argv and argv[0] == "evaluate" and ("--qrels" in argv or "-h" in argv or "--help" in argv):
         from .evaluate import main as evaluate_main
         return evaluate_main(argv[1:])
@@ -103,13 +104,20 @@ def _dispatch(args) -> int:
 
 
 def _standalone(args, cfg, out: Path) -> int:
-    """Grade a given pairs file with the judge's engine (or --model for label) into OUT/<cmd>/."""
+    """Grade a given pairs file into OUT/judgments.parquet (judge) or OUT/labels.parquet (label).
+
+    The export has exactly one row per input pair (failed ones with status "failed" and their
+    reason); the resumable work and the rejected rows with raw outputs stay in OUT/.labeler/,
+    which Parquet dataset readers skip.
+    """
+    import hashlib
+
     from .judge import grade_pairs, read_pairs
-    from .label import write_qrels
     from .pipeline import _grade_stats
+    from .qrels import write_qrels
     from .raycluster import init_ray
     from .schema import JUDGMENTS, LABELS
-    from .store import RunStore
+    from .store import RunStore, write_json_atomic
 
     pairs = read_pairs(args.pairs)
     engine = cfg.judge.engine
@@ -118,22 +126,29 @@ def _standalone(args, cfg, out: Path) -> int:
             raise ValueError("label --pairs needs --model DIR or label.engine in the config")
         engine = EngineConfig(**{**(cfg.label.engine or cfg.judge.engine).model_dump(),
                                  **({"model": args.model} if args.model else {})})
-    store = RunStore(out)
-    import hashlib
+    store = RunStore(out / ".labeler")
     fp = hashlib.sha256(json.dumps([args.cmd, engine.model_dump(mode="json"), cfg.judge.grading.model_dump(mode="json"),
                                     str(Path(args.pairs).resolve())]).encode()).hexdigest()[:16]
     if store.is_done(args.cmd, fp) and not args.force:
-        print(f"[{args.cmd}] up to date in {store.path(args.cmd)}", file=sys.stderr)
+        print(f"[{args.cmd}] up to date in {out}", file=sys.stderr)
     else:
         init_ray(cfg.ray)
         w = store.writer(args.cmd, fp, JUDGMENTS if args.cmd == "judge" else LABELS)
         n = grade_pairs(w, pairs, engine, cfg.judge.grading, cfg.seed)
         extra = {**_grade_stats(w.data()), "model": engine.model, "pairs": str(args.pairs)}
-        if args.cmd == "label" and w.data() is not None:
-            write_qrels(w.data(), w.artifacts / "labels.qrels")
-        w.publish(n, config={"engine": engine.model_dump(mode="json")}, upstream={}, extra=extra)
+        w.publish(n, config={"engine": engine.model_dump(mode="json"), "grading": cfg.judge.grading.model_dump(mode="json")},
+                  upstream={}, extra=extra)
+    name = "judgments" if args.cmd == "judge" else "labels"
+    table = store.table(args.cmd).sort_by([("query_id", "ascending"), ("doc_id", "ascending")])
+    import pyarrow.parquet as pq
+    tmp = out / f".{name}.parquet.tmp"
+    pq.write_table(table, tmp)
+    tmp.replace(out / f"{name}.parquet")
+    write_qrels(table, out / f"{name}.qrels")
     m = store.manifest(args.cmd)
-    print(json.dumps({k: m[k] for k in ("rows_in", "rows_out", "rows_rejected", "rejected_by_reason", "wall_s")}))
+    write_json_atomic(m, out / "_manifest.json")
+    print(json.dumps({"output": str(out / f"{name}.parquet"),
+                      **{k: m[k] for k in ("rows_in", "rows_out", "rows_rejected", "rejected_by_reason", "wall_s")}}))
     return 0
 
 

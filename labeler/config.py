@@ -54,6 +54,11 @@ class EngineConfig(_Strict):
     concurrency: int = Field(8, ge=1)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(3, ge=0)
+    # A reply that is not a grade is asked again (sampling at temperature 0.3) this many times.
+    parse_retries: int = Field(1, ge=0)
+    # Answers of remote endpoints are kept (SQLite) so a rerun pays nothing twice; None: in LABELER_CACHE.
+    request_cache: bool = True
+    request_cache_path: Optional[str] = None
     # Prices for cost accounting (USD); zero for local models.
     usd_per_1m_input_tokens: float = Field(0.0, ge=0)
     usd_per_1m_output_tokens: float = Field(0.0, ge=0)
@@ -81,9 +86,18 @@ class SynthesizeConfig(_Strict):
     engine: EngineConfig
     prompt: str = "synthesize"
     seed_docs: Optional[int] = Field(None, ge=1, description="sample this many seed documents; default all")
+    # Seeds are sampled round-robin over the values of this field (a DOCS column or a metadata key).
+    stratify_by: str = "doc_type"
     # Query kinds and how many of each to ask for per seed document.
     kinds: dict[Literal["keyword", "question", "navigational", "partial_recall", "acronym"], int] = Field(
         default_factory=lambda: {"keyword": 1, "question": 1})
+    # Few-shot examples per kind: a YAML template name or path (e.g. few_shot_queries); None: zero-shot.
+    few_shot: Optional[str] = None
+    few_shot_per_kind: int = Field(2, ge=1)
+    # Long documents are split into passages of this many words (None: whole documents, truncated
+    # to max_doc_tokens); the miner indexes the same passages.
+    chunk_tokens: Optional[int] = Field(None, ge=16)
+    chunk_overlap: int = Field(0, ge=0)
     max_doc_tokens: int = Field(384, ge=16)
     temperature: float = Field(0.7, ge=0)
     max_new_tokens: int = Field(48, ge=4)
@@ -91,6 +105,13 @@ class SynthesizeConfig(_Strict):
     max_query_chars: int = Field(200, ge=8)
     # A query sharing a run of this many words with its document copies it rather than asks for it.
     max_copied_words: int = Field(8, ge=3)
+    # Queries of one seed document whose word sets overlap this much (Jaccard) are near-duplicates.
+    near_duplicate_jaccard: float = Field(0.8, gt=0, le=1)
+    # Queries not written in this language are rejected (a light script + stopword check); None: any.
+    language: Optional[Literal["en", "de", "fr", "es", "it", "pt", "nl", "ru", "zh", "ja", "ko", "ar", "el"]] = "en"
+    # Round trip: reject a query whose seed document BM25 does not rank in the top k; None: off.
+    round_trip_k: Optional[int] = Field(None, ge=1)
+    round_trip_backend: Literal["bm25s", "pyserini"] = "bm25s"
 
     @model_validator(mode="after")
     def _kinds(self):
@@ -98,21 +119,39 @@ class SynthesizeConfig(_Strict):
             raise ValueError("kinds must ask for at least one query per document")
         if any(v < 0 for v in self.kinds.values()):
             raise ValueError("kinds counts must be >= 0")
+        if self.chunk_tokens is not None and self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_tokens ({self.chunk_tokens})")
         return self
 
 
 class MineConfig(_Strict):
-    backend: Literal["bm25s"] = "bm25s"
+    # bm25s: embedded, the default; pyserini: Lucene (needs Java 21, see STACK.md), for large corpora.
+    backend: Literal["bm25s", "pyserini"] = "bm25s"
     depth: int = Field(30, ge=2, description="BM25 results retrieved per query")
-    # Hard negatives are sampled from this window of BM25 ranks (1-based, inclusive).
-    rank_window: tuple[int, int] = (2, 30)
+    # Hard negatives are sampled from this window of BM25 ranks (1-based, inclusive); default (2, depth).
+    rank_window: Optional[tuple[int, int]] = None
     negatives_per_query: int = Field(3, ge=0)
+    # Documents drawn uniformly from the corpus, besides the BM25 ones (source "random").
+    random_negatives: int = Field(0, ge=0)
+    # A candidate whose 5-gram Jaccard with the seed reaches this is a copy of it (a draft, a
+    # re-post), never a negative; drafts in the demo corpus sit at 0.72 with their final version.
+    near_dup_threshold: float = Field(0.7, gt=0, le=1)
     heldout_fraction: float = Field(0.25, ge=0, lt=1)
     batch_size: int = Field(256, ge=1)
+    # Mining actors (default: sized from the CPUs) and search threads per actor.
+    num_workers: Optional[int] = Field(None, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+    # How workers reach the index: a path on shared storage, the object store, or auto
+    # (object store when the cluster has more than one node).
+    index_transport: Literal["auto", "path", "object_store"] = "auto"
+
+    @property
+    def window(self) -> tuple[int, int]:
+        return self.rank_window or (2, self.depth)
 
     @model_validator(mode="after")
     def _window(self):
-        lo, hi = self.rank_window
+        lo, hi = self.window
         if not 1 <= lo <= hi:
             raise ValueError(f"rank_window must satisfy 1 <= lo <= hi, got {self.rank_window}")
         if hi > self.depth:

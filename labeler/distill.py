@@ -81,12 +81,12 @@ def _train_loop(config: dict) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
     torch.manual_seed(config["seed"])
 
-    start_epoch, source = 0, config["base_path"]
+    start_epoch, source, history = 0, config["base_path"], []
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:  # resuming a killed run: weights and epoch from the latest checkpoint
         with ckpt.as_directory() as d:
             state = json.loads((Path(d) / "train_state.json").read_text())
-            start_epoch = state["epoch"] + 1
+            start_epoch, history = state["epoch"] + 1, state.get("history", [])
             source = tempfile.mkdtemp(prefix="labeler-resume-")
             shutil.copytree(d, source, dirs_exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(source)
@@ -130,7 +130,8 @@ def _train_loop(config: dict) -> None:
             total += float(loss.detach())
             n += 1
         metrics = {"epoch": epoch, "train_loss": total / max(n, 1), "micro_steps": n}
-        _report(engine, tokenizer, cfg, metrics, rank)
+        history.append(metrics)
+        _report(engine, tokenizer, cfg, {**metrics, "history": history}, rank)
 
 
 def _report(engine, tokenizer, cfg: DistillConfig, metrics: dict, rank: int) -> None:
@@ -187,5 +188,5 @@ def train(cfg: DistillConfig, grading: GradeConfig, examples: pa.Table, storage:
             shutil.rmtree(export)
         shutil.copytree(d, export)
     state = json.loads((export / "train_state.json").read_text())
-    return {"train_loss": state.get("train_loss"), "epochs": cfg.epochs, "examples": examples.num_rows,
-            "metrics": result.metrics}
+    return {"train_loss": state.get("train_loss"), "history": state.get("history", []), "epochs": cfg.epochs,
+            "examples": examples.num_rows, "metrics": result.metrics}

@@ -39,14 +39,31 @@ def build_prompt(engine_or_tokenizer, template: Template, row: dict, max_doc_tok
     elif fields.get("text") and len(fields["text"]) > max_doc_tokens * 6:  # remote engines: by chars
         fields["text"], truncated = fields["text"][: max_doc_tokens * 4] + " ...", True
     messages = template.messages(**fields)
+    prefix = assistant_prefix(tok, template.assistant_prefix)
     if as_text or not isinstance(engine_or_tokenizer, Engine):
         text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return GradePrompt(text + template.assistant_prefix, truncated)
-    return GradePrompt(engine_or_tokenizer.prompt(messages, template.assistant_prefix), truncated)
+        return GradePrompt(text + prefix, truncated)
+    return GradePrompt(engine_or_tokenizer.prompt(messages, prefix), truncated)
+
+
+def assistant_prefix(tokenizer, prefix: str) -> str:
+    """The prefix the grade digit follows, ending where the tokenizer puts the digit's boundary.
+
+    Many tokenizers (Qwen2, SmolLM2) split " 3" into a space and "3": after "Grade:" the model
+    then puts nearly all its probability on the space. Ending the prefix with that space makes the
+    next token the bare digit, exactly as in the tokenization of "Grade: 3".
+    """
+    if not prefix or prefix.endswith(" ") or tokenizer is None:
+        return prefix
+    if all(len(tokenizer.encode(f" {g}", add_special_tokens=False)) == 1 for g in range(4)):
+        return prefix
+    return prefix + " "
 
 
 def label_columns(results: list[GradeResult], truncated: list[bool], model: str, version: str) -> dict:
     return {
+        "status": ["ok" if r.error is None else "failed" for r in results],
+        "error": [r.error for r in results],
         "grade": [r.grade for r in results],
         "expected_grade": [r.expected for r in results],
         "grade_probs": [r.probs for r in results],
@@ -88,17 +105,13 @@ class GradeWorker:
         return out
 
 
-def grade_target_ids(tokenizer, assistant_prefix: str) -> list[int]:
-    """Token ids the student should emit for grades 0..3 right after the prompt.
-
-    Prompts end with a prefix like 'Grade:', so the natural continuation is ' 2' when the
-    tokenizer has such a token; otherwise the bare digit.
-    """
+def grade_target_ids(tokenizer, prefix: str) -> list[int]:
+    """Token ids the student should emit for grades 0..3 right after the prompt (see assistant_prefix)."""
+    full = assistant_prefix(tokenizer, prefix)
     ids = []
     for g in range(4):
-        spaced = tokenizer.encode(f" {g}", add_special_tokens=False) if assistant_prefix else []
-        bare = tokenizer.encode(str(g), add_special_tokens=False)
-        choice = spaced if len(spaced) == 1 else bare
+        spaced = bool(full) and not full.endswith(" ")
+        choice = tokenizer.encode(f" {g}" if spaced else str(g), add_special_tokens=False)
         if len(choice) != 1:
             raise ValueError(f"grade {g} is not a single token for this tokenizer ({choice})")
         ids.append(choice[0])

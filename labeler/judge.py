@@ -1,7 +1,8 @@
 """Teacher judging: grade every (query, document) pair with an LLM, one row out per pair in.
 
-Pairs the teacher cannot grade (no grade token, server errors, over-long prompts) are rejected
-with the reason and raw output; they are never given a grade.
+Pairs the teacher cannot grade (no grade token, server errors, over-long prompts) keep their row
+with status "failed", the reason and null grades, and are listed in rejected/ with the raw
+output; they are never given a grade.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def grade_pairs(writer: StageWriter, pairs: pa.Table, engine: EngineConfig, grad
     todo = pending(pairs, pair_keys(pairs), done).sort_by([("doc_id", "ascending"), ("query_id", "ascending")])
     run_actor_stage(writer, todo, worker=GradeWorker,
                     ctor_kwargs={"engine_cfg": engine, "grading": grading, "seed": seed},
-                    pool=pool_args(engine), batch_size=engine.batch_size, total=pairs.num_rows)
+                    pool=pool_args(engine), batch_size=engine.batch_size, total=pairs.num_rows, keep_failed=True)
     return pairs.num_rows
 
 

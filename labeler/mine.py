@@ -1,45 +1,63 @@
-"""BM25 hard-negative mining: for each query, its seed document plus negatives from a window of
-BM25 ranks, excluding the seed and near-duplicates of it (a copy of the seed is a false negative).
+"""BM25 hard-negative mining: for each query, its seed document plus negatives sampled from a window
+of BM25 ranks, excluding the seed, the other passages of the seed's document and near-duplicates
+of it (a copy of the seed is a false negative), plus optional random negatives.
 
-The index is built once on the driver and saved beside the stage's output; each mining actor
-loads it from there rather than rebuilding it per task.
+The index (labeler.bm25, either backend) is built once per corpus content on the driver and kept
+under `<run>/.index/`; every mining actor opens that folder (shared storage) or, on a node that
+does not have it, unpacks it from the object store: an index is never rebuilt per task.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
+import time
 import zlib
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .bm25 import DOCS_FILE, build_index as _build, index_text, is_built, open_index, unpack  # noqa: F401
+from .chunking import chunk_docs
 from .config import MineConfig
 from .corpus import doc_meta
 from .schema import PAIRS
 
 NEAR_DUP_JACCARD = 0.8
+INDEX_COLUMNS = ["doc_id", "title", "text", "author", "space", "doc_type", "last_modified"]
 
 
-def index_text(title: Optional[str], text: str) -> str:
-    return f"{title}\n{text}" if title else text
+def index_key(corpus_fp: str, backend: str, chunk_tokens: Optional[int], chunk_overlap: int) -> str:
+    """Content key of an index: the corpus content (its stage fingerprint), backend and chunking."""
+    h = hashlib.sha256(json.dumps([corpus_fp, backend, chunk_tokens, chunk_overlap]).encode()).hexdigest()[:16]
+    return f"{backend}-{h}"
 
 
-def build_index(docs: pa.Table, folder: Path) -> Path:
-    """bm25s index over title + text, saved with the doc id of each row."""
-    import bm25s
+def ensure_index(root: Path, corpus_fp: str, corpus: Callable[[], pa.Table], backend: str = "bm25s",
+                 chunk_tokens: Optional[int] = None, chunk_overlap: int = 0, threads: int = 1,
+                 log: Callable[[str], None] = lambda m: None) -> tuple[Path, float]:
+    """The index folder for this corpus, built (in `threads`) only when absent; (folder, seconds spent)."""
+    folder = Path(root) / ".index" / index_key(corpus_fp, backend, chunk_tokens, chunk_overlap)
+    if is_built(folder):
+        return folder, 0.0
+    t = time.time()
+    docs = corpus()
+    docs = chunk_docs(docs.select([c for c in INDEX_COLUMNS if c in docs.column_names]), chunk_tokens, chunk_overlap)
+    _build(docs, folder, backend, threads)
+    dt = time.time() - t
+    log(f"built the {backend} index of {docs.num_rows:,} passages in {dt:.1f}s: {folder}")
+    return folder, dt
 
-    folder.mkdir(parents=True, exist_ok=True)
-    ids = docs.column("doc_id").to_pylist()
-    corpus = [index_text(t, x) for t, x in zip(docs.column("title").to_pylist(), docs.column("text").to_pylist())]
-    tokens = bm25s.tokenize(corpus, stopwords="en", show_progress=False)
-    retriever = bm25s.BM25()
-    retriever.index(tokens, show_progress=False)
-    retriever.save(str(folder / "bm25s"))
-    (folder / "doc_ids.json").write_text(json.dumps(ids))
-    return folder
+
+def build_index(docs: pa.Table, folder: Path, backend: str = "bm25s", threads: int = 1) -> Path:
+    """An index of `docs` as they are (no chunking), for tests and tools."""
+    if "parent_id" not in docs.column_names:
+        docs = chunk_docs(docs.select([c for c in INDEX_COLUMNS if c in docs.column_names]), None)
+    _build(docs, Path(folder), backend, threads)
+    return Path(folder)
 
 
 def split_of(query_id: str, heldout_fraction: float, seed: int) -> str:
@@ -49,60 +67,146 @@ def split_of(query_id: str, heldout_fraction: float, seed: int) -> str:
 
 
 def _shingles(text: str, n: int = 5) -> set:
-    w = re.findall(r"\w+", text.lower())
-    return {" ".join(w[i:i + n]) for i in range(max(1, len(w) - n + 1))}
+    w = re.findall(r"\w+", (text or "").lower())
+    return {hash(tuple(w[i:i + n])) for i in range(max(1, len(w) - n + 1))}
 
 
-def near_duplicate(a: str, b: str) -> bool:
-    sa, sb = _shingles(a), _shingles(b)
-    return bool(sa and sb) and len(sa & sb) / len(sa | sb) >= NEAR_DUP_JACCARD
+def jaccard(sa: set, sb: set) -> float:
+    if not sa or not sb:
+        return 0.0
+    small, big = (sa, sb) if len(sa) <= len(sb) else (sb, sa)
+    inter = sum(1 for x in small if x in big)
+    return inter / (len(sa) + len(sb) - inter)
+
+
+def near_duplicate(a: str, b: str, threshold: float = NEAR_DUP_JACCARD) -> bool:
+    return jaccard(_shingles(a), _shingles(b)) >= threshold
+
+
+def index_handle(folder: Path, transport: str = "auto") -> dict:
+    """How workers reach the index: its path, plus the packed folder in the object store when the
+    cluster has several nodes (a node without the path unpacks it locally, once)."""
+    import ray
+
+    from .bm25 import pack
+
+    handle: dict = {"path": str(folder), "name": Path(folder).name}
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if transport == "object_store" or (transport == "auto" and len(nodes) > 1):
+        handle["blob"] = [ray.put(pack(folder))]  # in a list, so Ray hands the worker the ref, not the bytes
+    return handle
+
+
+def resolve_index(handle: dict) -> Path:
+    path = Path(handle["path"])
+    if is_built(path):
+        return path
+    if "blob" not in handle:
+        raise FileNotFoundError(f"the BM25 index {path} is not on this node and was not sent through the "
+                                f"object store (mine.index_transport: object_store)")
+    import tempfile
+
+    import ray
+
+    return unpack(ray.get(handle["blob"][0]), Path(tempfile.gettempdir()) / "labeler-index" / handle["name"])
 
 
 class MineWorker:
-    """Ray Data actor: loads the index and the documents once, mines pairs for batches of queries."""
+    """Ray Data actor: opens the index and its documents once, mines pairs for batches of queries."""
 
-    def __init__(self, cfg: MineConfig, index_dir: str, doc_files: list[str], seed: int = 0):
-        import bm25s
-
+    def __init__(self, cfg: MineConfig, index: dict, seed: int = 0):
         self.cfg, self.seed = cfg, seed
-        self.bm25s = bm25s
-        self.retriever = bm25s.BM25.load(str(Path(index_dir) / "bm25s"))
-        self.doc_ids = json.loads((Path(index_dir) / "doc_ids.json").read_text())
-        docs = pa.concat_tables([pq.read_table(f) for f in doc_files])
-        self.docs = {d["doc_id"]: d for d in docs.to_pylist()}
+        folder = resolve_index(index)
+        self.index = open_index(folder, threads=cfg.threads_per_worker)
+        docs = pq.read_table(folder / DOCS_FILE)
+        self.ids = docs.column("doc_id").to_pylist()
+        self.parents = docs.column("parent_id").to_pylist()
+        self.row_of = {d: i for i, d in enumerate(self.ids)}
+        self.docs = docs
+        self._texts = docs.column("text")
+        self._shingle_cache: dict[int, set] = {}
 
-    def _pair(self, q: dict, doc_id: str, source: str, rank, score, split: str) -> dict:
-        d = self.docs[doc_id]
-        return {"query_id": q["query_id"], "query": q["query"], "doc_id": doc_id, "title": d["title"],
-                "text": d["text"], "doc_meta": doc_meta(d), "source": source, "bm25_rank": rank,
+    def _sh(self, row: int) -> set:
+        s = self._shingle_cache.get(row)
+        if s is None:
+            if len(self._shingle_cache) > 50_000:
+                self._shingle_cache.clear()
+            s = self._shingle_cache[row] = _shingles(self._texts[row].as_py())
+        return s
+
+    def _near_dup(self, row: int, seed_row: int) -> bool:
+        a, b = self._sh(row), self._sh(seed_row)
+        # Jaccard can be no higher than the ratio of the set sizes: most candidates stop here.
+        if min(len(a), len(b)) < self.cfg.near_dup_threshold * max(len(a), len(b)):
+            return False
+        return jaccard(a, b) >= self.cfg.near_dup_threshold
+
+    def _pair(self, q: dict, row: int, source: str, rank, score, split: str) -> dict:
+        d = {c: self.docs.column(c)[row].as_py() for c in self.docs.column_names if c != "text"}
+        return {"query_id": q["query_id"], "query": q["query"], "doc_id": d["doc_id"], "title": d.get("title"),
+                "text": self._texts[row].as_py(), "doc_meta": doc_meta(d), "source": source, "bm25_rank": rank,
                 "bm25_score": score, "split": split, "_key": q["query_id"], "_status": "ok",
                 "_reason": None, "_detail": None, "_raw": None}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        queries = batch.to_pylist()
-        k = min(self.cfg.depth, len(self.doc_ids))
-        tokens = self.bm25s.tokenize([q["query"] for q in queries], stopwords="en", show_progress=False)
-        results, scores = self.retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
-        lo, hi = self.cfg.rank_window
+        queries = batch.select(["query_id", "query", "seed_doc_id"]).to_pylist()
+        hits = self.index.search([q["query"] or "" for q in queries], self.cfg.depth)
+        lo, hi = self.cfg.window
         out = []
-        for qi, q in enumerate(queries):
-            ranked = [(self.doc_ids[int(j)], float(s)) for j, s in zip(results[qi], scores[qi]) if s > 0]
-            split = split_of(q["query_id"], self.cfg.heldout_fraction, self.seed)
-            seed_doc = q["seed_doc_id"]
-            if seed_doc not in self.docs:
+        for q, ranked in zip(queries, hits):
+            seed_row = self.row_of.get(q["seed_doc_id"])
+            if seed_row is None:
                 out.append({"_key": q["query_id"], "_status": "rejected", "_reason": "unknown_seed",
-                            "_detail": f"seed document {seed_doc!r} is not in the corpus", "_raw": None,
+                            "_detail": f"seed document {q['seed_doc_id']!r} is not in the index", "_raw": None,
                             "query_id": q["query_id"], "query": q["query"]})
                 continue
-            seed_rank = next(((i + 1, s) for i, (d, s) in enumerate(ranked) if d == seed_doc), (None, None))
-            out.append(self._pair(q, seed_doc, "seed", seed_rank[0], seed_rank[1], split))
-            seed_text = self.docs[seed_doc]["text"]
-            window = [(i + 1, d, s) for i, (d, s) in enumerate(ranked)
-                      if lo <= i + 1 <= hi and d != seed_doc and not near_duplicate(self.docs[d]["text"], seed_text)]
+            split = split_of(q["query_id"], self.cfg.heldout_fraction, self.seed)
+            rank_of = {row: (i + 1, s) for i, (row, s) in enumerate(ranked)}
+            r, s = rank_of.get(seed_row, (None, None))
+            out.append(self._pair(q, seed_row, "seed", r, s, split))
+            parent = self.parents[seed_row]
             rng = random.Random(zlib.crc32(f"{self.seed}:{q['query_id']}".encode()))
-            picks = sorted(rng.sample(window, min(self.cfg.negatives_per_query, len(window))))
-            for rank, d, s in picks:
-                out.append(self._pair(q, d, "bm25", rank, s, split))
+            window = [(i + 1, row, s) for i, (row, s) in enumerate(ranked)
+                      if lo <= i + 1 <= hi and self.parents[row] != parent]
+            rng.shuffle(window)
+            picks, taken = [], {seed_row}
+            # Near-duplicate checks are lazy: only as many candidates as it takes to fill the quota.
+            for rank, row, s in window:
+                if len(picks) >= self.cfg.negatives_per_query:
+                    break
+                if not self._near_dup(row, seed_row):
+                    picks.append((rank, row, s))
+                    taken.add(row)
+            for rank, row, s in sorted(picks):
+                out.append(self._pair(q, row, "bm25", rank, s, split))
+            n_random, tries = 0, 0
+            while n_random < self.cfg.random_negatives and tries < 20 * self.cfg.random_negatives:
+                tries += 1
+                row = rng.randrange(len(self.ids))
+                if row in taken or self.parents[row] == parent or self._near_dup(row, seed_row):
+                    continue
+                taken.add(row)
+                n_random += 1
+                # A random document BM25 also retrieved keeps its rank and score; otherwise both are null.
+                r, s = rank_of.get(row, (None, None))
+                out.append(self._pair(q, row, "random", r, s, split))
         cols = list(PAIRS.names) + ["_key", "_status", "_reason", "_detail", "_raw"]
         types = {f.name: f.type for f in PAIRS}
         return pa.table({c: pa.array([r.get(c) for r in out], type=types.get(c, pa.string())) for c in cols})
+
+    def __del__(self):
+        try:
+            self.index.close()
+        except Exception:
+            pass
+
+
+def mine_pool(cfg: MineConfig) -> dict:
+    """Actors sized from the CPUs there: one per CPU but one on a cluster, and on a 2-CPU machine
+    two half-CPU actors, so that Ray Data's own tasks still find a free CPU (STACK.md)."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1)
+    size = cfg.num_workers or (max(1, int(cpus) - 1) if cpus > 2 else max(1, int(cpus)))
+    per = min(float(cfg.threads_per_worker), max(0.25, (cpus - 1) / size)) if cpus > 1 else 0.5
+    return {"compute": ray.data.ActorPoolStrategy(size=size), "num_cpus": per}

@@ -47,15 +47,20 @@ class Pipeline:
 
     # -- fingerprints -------------------------------------------------------------------------
     def section(self, stage: str) -> dict:
+        from .prompts import template_hash
+
         c = self.cfg
         dump = lambda m: m.model_dump(mode="json")  # noqa: E731
+        grade_t = lambda: template_hash(c.judge.grading.prompt)  # noqa: E731
         return {
             "corpus": lambda: {"corpus": dump(c.corpus)},
-            "synthesize": lambda: {"synthesize": dump(c.synthesize)},
+            "synthesize": lambda: {"synthesize": dump(c.synthesize),
+                                   "templates": [template_hash(c.synthesize.prompt),
+                                                 template_hash("query_kinds", ".yaml")]},
             "mine": lambda: {"mine": dump(c.mine)},
-            "judge": lambda: {"judge": dump(c.judge)},
-            "distill": lambda: {"distill": dump(c.distill), "grading": dump(c.judge.grading)},
-            "label": lambda: {"label": dump(c.label), "grading": dump(c.judge.grading)},
+            "judge": lambda: {"judge": dump(c.judge), "template": grade_t()},
+            "distill": lambda: {"distill": dump(c.distill), "grading": dump(c.judge.grading), "template": grade_t()},
+            "label": lambda: {"label": dump(c.label), "grading": dump(c.judge.grading), "template": grade_t()},
             "evaluate": lambda: {"evaluate": dump(c.evaluate)},
         }[stage]()
 
@@ -112,7 +117,17 @@ class Pipeline:
 
     def _publish(self, w, stage, rows_in, extra=None, one_to_one=True):
         upstream = {u: self.fingerprint(u) for u in UPSTREAM[stage]}
-        return w.publish(rows_in, config=self.section(stage), upstream=upstream, extra=extra, one_to_one=one_to_one)
+        return w.publish(rows_in, config=self.section(stage), upstream=upstream,
+                         extra={**self._resource_hours(w), **(extra or {})}, one_to_one=one_to_one)
+
+    def _resource_hours(self, w) -> dict:
+        """Resources held x wall time: what the stage cost on this cluster, for the cost table."""
+        if not self._ray:
+            return {"cpu_hours": round((time.time() - w.started) / 3600, 5), "gpu_hours": 0.0}
+        import ray
+        res = ray.cluster_resources()
+        hours = (time.time() - w.started) / 3600
+        return {"cpu_hours": round(hours * res.get("CPU", 0), 5), "gpu_hours": round(hours * res.get("GPU", 0), 5)}
 
     # -- stages -------------------------------------------------------------------------------
     def _corpus(self, fp):
@@ -121,54 +136,66 @@ class Pipeline:
         return self._publish(w, "corpus", n)
 
     def _synthesize(self, fp):
+        from .chunking import chunk_docs
+        from .mine import ensure_index
         from .runner import pending, run_actor_stage
         from .raycluster import pool_args
-        from .synthesize import Deduper, SynthWorker, plan_requests, token_totals
+        from .synthesize import Deduper, RoundTrip, SynthWorker, chain, cost_usd, plan_requests, token_totals
 
         self._ray_up()
         c = self.cfg.synthesize
-        requests = plan_requests(self.store.table("corpus"), c, self.cfg.seed)
+        corpus = self.store.table("corpus")
+        requests = plan_requests(chunk_docs(corpus, c.chunk_tokens, c.chunk_overlap), c, self.cfg.seed)
         w = self._writer("synthesize", QUERIES)
         done = w.done_keys(lambda t: t.column("query_id").to_pylist())
         prev = w.data()
         dedupe = Deduper(set() if prev is None else set(zip(prev.column("query").to_pylist(),
-                                                             prev.column("query_id").to_pylist())))
+                                                             prev.column("query_id").to_pylist(),
+                                                             prev.column("seed_doc_id").to_pylist())),
+                         near_threshold=c.near_duplicate_jaccard)
+        round_trip = None
+        if c.round_trip_k:
+            import os
+            index_dir, _ = ensure_index(self.store.root, self.fingerprint("corpus"), lambda: corpus,
+                                        c.round_trip_backend, c.chunk_tokens, c.chunk_overlap,
+                                        threads=os.cpu_count() or 1, log=lambda m: self.log(f"[synthesize] {m}"))
+            round_trip = RoundTrip(index_dir, c.round_trip_k)
         todo = pending(requests, requests.column("query_id"), done)
         run_actor_stage(w, todo, worker=SynthWorker, ctor_kwargs={"cfg": c, "seed": self.cfg.seed},
                         pool=pool_args(c.engine), batch_size=c.engine.batch_size, total=requests.num_rows,
-                        on_ok=dedupe)
-        tokens = token_totals(w.data())
+                        on_ok=chain(round_trip, dedupe))
+        tokens = token_totals(w.data(), w.rejected())
         return self._publish(w, "synthesize", requests.num_rows,
-                             extra={**tokens, "model": c.engine.model, "seed_docs": len(set(requests.column("seed_doc_id").to_pylist()))})
+                             extra={**tokens, "cost_usd": cost_usd(tokens, c.engine), "model": c.engine.model,
+                                    "seed_docs": len(set(requests.column("seed_doc_id").to_pylist()))})
 
     def _mine(self, fp):
-        import ray
+        import os
 
-        from .mine import MineWorker, build_index
+        from .mine import MineWorker, ensure_index, index_handle, mine_pool
         from .runner import pending, run_actor_stage
 
         self._ray_up()
-        c = self.cfg.mine
+        c, s = self.cfg.mine, self.cfg.synthesize
         queries = self.store.table("synthesize")
         w = self._writer("mine", PAIRS)
-        index_dir = self.store.root / ".index" / self.fingerprint("corpus")
-        if not (index_dir / "doc_ids.json").is_file():
-            t = time.time()
-            build_index(self.store.table("corpus", columns=["doc_id", "title", "text"]), index_dir)
-            self.log(f"[mine] built the BM25 index in {time.time() - t:.1f}s")
+        # Built once per corpus content, backend and chunking; reused by later runs and stages.
+        index_dir, index_s = ensure_index(
+            self.store.root, self.fingerprint("corpus"),
+            lambda: self.store.table("corpus", columns=["doc_id", "title", "text", "author", "space", "doc_type",
+                                                        "last_modified"]),
+            c.backend, s.chunk_tokens, s.chunk_overlap, threads=os.cpu_count() or 1,
+            log=lambda m: self.log(f"[mine] {m}"))
         done = w.done_keys(lambda t: t.column("query_id").to_pylist())
         todo = pending(queries, queries.column("query_id"), done)
-        cpus = ray.cluster_resources().get("CPU", 1)
-        pool = {"compute": ray.data.ActorPoolStrategy(size=max(1, int(cpus) - 1)), "num_cpus": 1}
         run_actor_stage(w, todo, worker=MineWorker,
-                        ctor_kwargs={"cfg": c, "index_dir": str(index_dir), "doc_files": self.store.files("corpus"),
-                                     "seed": self.cfg.seed},
-                        pool=pool, batch_size=c.batch_size, total=queries.num_rows)
+                        ctor_kwargs={"cfg": c, "index": index_handle(index_dir, c.index_transport), "seed": self.cfg.seed},
+                        pool=mine_pool(c), batch_size=c.batch_size, total=queries.num_rows)
         self._check_every_input(w, set(queries.column("query_id").to_pylist()), lambda t: t.column("query_id"))
         pairs = w.data()
         extra = {"queries": queries.num_rows, "pairs": 0 if pairs is None else pairs.num_rows,
                  "pairs_by_source": _counts(pairs, "source"), "pairs_by_split": _counts(pairs, "split"),
-                 "index": str(index_dir)}
+                 "index": str(index_dir), "index_backend": c.backend, "index_build_s": round(index_s, 2)}
         return self._publish(w, "mine", queries.num_rows, extra=extra, one_to_one=False)
 
     def _check_every_input(self, w, keys: set, key_col: Callable):
@@ -204,7 +231,7 @@ class Pipeline:
         self._ray_up()
         c = self.cfg.distill
         j = self.store.table("judge")
-        train_rows = j.filter(pc.equal(j.column("split"), "train"))
+        train_rows = j.filter(pc.and_(pc.equal(j.column("split"), "train"), pc.equal(j.column("status"), "ok")))
         w = self._writer("distill", TRAIN_EXAMPLES, fresh=False)
         tok = AutoTokenizer.from_pretrained(models.resolve(c.base_model))
         examples, rejected = training_examples(train_rows, tok, self.cfg.judge.grading, c.max_seq_len)
@@ -233,7 +260,8 @@ class Pipeline:
         return self.store.path("distill") / "artifacts" / "model"
 
     def _label(self, fp):
-        from .label import label_pairs, write_qrels
+        from .label import label_pairs
+        from .qrels import write_qrels
 
         self._ray_up()
         pairs = self.store.table("mine")
@@ -250,16 +278,32 @@ class Pipeline:
         return self._publish(w, "label", n, extra={**extra, "model": engine.model})
 
     def _evaluate(self, fp):
-        from .evaluate import agreement
+        from .evaluate import agreement, json_safe
+        from .report import stage_costs_from_run, write_report
 
         j = self.store.table("judge")
-        reference = j.filter(pc.equal(j.column("split"), "heldout")).select(["query_id", "doc_id", "grade"])
-        predicted = self.store.table("label")
+        reference = j.filter(pc.and_(pc.equal(j.column("split"), "heldout"), pc.equal(j.column("status"), "ok")))
+        reference = reference.select(["query_id", "doc_id", "grade"])
+        student = self.store.table("label")
+        # BM25's own score is the baseline every labeler has to beat.
+        pairs = self.store.table("mine")
+        bm25 = pairs.filter(pc.equal(pairs.column("split"), "heldout")).select(["query_id", "doc_id", "bm25_score"])
+        bm25 = bm25.rename_columns(["query_id", "doc_id", "score"]).filter(pc.is_valid(bm25.column("bm25_score")))
+        k = self.cfg.evaluate.k
         w = self._writer("evaluate", EMPTY, fresh=True)
-        metrics = agreement(reference, predicted, k=self.cfg.evaluate.k)
-        write_json_atomic(metrics, w.artifacts / "metrics.json")
-        return self._publish(w, "evaluate", 0, extra={"metrics": metrics, "reference": "teacher (held-out pairs)"},
-                             one_to_one=False)
+        metrics = agreement(reference, student, k=k)
+        sources = {"student": student}
+        by_source = {"student": metrics}
+        if bm25.num_rows:
+            sources["bm25"] = bm25
+            by_source["bm25"] = agreement(reference, bm25, k=k)
+        report = write_report(w.artifacts, by_source, reference, sources,
+                              stage_costs=stage_costs_from_run(self.store.root),
+                              title="Student vs teacher on held-out pairs")
+        return self._publish(w, "evaluate", 0, one_to_one=False,
+                             extra={"metrics": json_safe(metrics), "bm25": json_safe(by_source.get("bm25")),
+                                    "reference": "teacher grades of the held-out pairs",
+                                    "report": str(self.store.path("evaluate") / "artifacts" / "report.html")})
 
 
 def _counts(t: Optional[pa.Table], col: str) -> dict:
@@ -276,6 +320,7 @@ def _counts_list(values) -> dict:
 def _grade_stats(t: Optional[pa.Table]) -> dict:
     if t is None:
         return {"grade_counts": {}, "tokens_in": 0}
+    t = t.filter(pc.equal(t.column("status"), "ok")) if "status" in t.column_names else t
     return {"grade_counts": _counts(t, "grade"),
             "tokens_in": int(pc.sum(t.column("prompt_tokens")).as_py() or 0),
             "truncated": int(pc.sum(t.column("truncated").cast(pa.int64())).as_py() or 0)}

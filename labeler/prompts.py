@@ -80,3 +80,9 @@ def truncate_tokens(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
     if len(ids) <= max_tokens:
         return text, False
     return tokenizer.decode(ids[:max_tokens]) + " ...", True
+
+
+def template_hash(name_or_path: str, suffix: str = ".txt") -> str:
+    """Content hash of a template: editing a prompt must redo the stages that used it."""
+    import hashlib
+    return hashlib.sha256(_read(name_or_path, suffix)[1].encode()).hexdigest()[:12]

@@ -38,9 +38,11 @@ def _records(t: pa.Table) -> list[str]:
     return out
 
 
-def split_results(batch: pa.Table, schema: pa.Schema) -> tuple[pa.Table, pa.Table]:
+def split_results(batch: pa.Table, schema: pa.Schema, keep_failed: bool = False) -> tuple[pa.Table, pa.Table]:
+    """(rows for data/, rows for rejected/). With `keep_failed`, data/ keeps every row (graded
+    stages: one row per pair, failures marked by their status) and rejected/ lists the failures."""
     status = batch.column("_status")
-    ok = batch.filter(pc.equal(status, "ok"))
+    ok = batch if keep_failed else batch.filter(pc.equal(status, "ok"))
     bad = batch.filter(pc.not_equal(status, "ok"))
     rejected = pa.table({
         "key": bad.column("_key").cast(pa.string()),
@@ -73,8 +75,8 @@ class Progress:
 
 
 def run_actor_stage(writer: StageWriter, todo: pa.Table, *, worker, ctor_kwargs: dict, pool: dict,
-                    batch_size: int, total: int, on_ok: Optional[Callable[[pa.Table], tuple[pa.Table, list]]] = None
-                    ) -> None:
+                    batch_size: int, total: int, on_ok: Optional[Callable[[pa.Table], tuple[pa.Table, list]]] = None,
+                    keep_failed: bool = False) -> None:
     """Map `todo` through an actor pool of `worker` and write the results as they stream in."""
     import ray
 
@@ -86,7 +88,7 @@ def run_actor_stage(writer: StageWriter, todo: pa.Table, *, worker, ctor_kwargs:
     out = ds.map_batches(worker, fn_constructor_kwargs=ctor_kwargs, batch_size=batch_size,
                          batch_format="pyarrow", zero_copy_batch=True, **pool)
     for batch in out.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
-        ok, rejected = split_results(batch, writer.schema)
+        ok, rejected = split_results(batch, writer.schema, keep_failed)
         if on_ok is not None:
             ok, extra = on_ok(ok)
             if extra:

@@ -48,7 +48,11 @@ PAIRS = pa.schema([
     ("split", pa.string()),      # train | heldout (by query)
 ])
 
+# Graded stages keep one row per input pair: a pair that could not be graded has status "failed",
+# its reason in `error` and null grades (it is also listed in rejected/ with the raw output).
 LABEL_FIELDS = [
+    pa.field("status", pa.string()),                  # ok | failed
+    pa.field("error", pa.string()),                   # the reason code when failed
     pa.field("grade", pa.int8()),
     pa.field("expected_grade", pa.float32()),
     pa.field("grade_probs", pa.list_(pa.float32())),  # P(grade = 0..3), renormalised over grade tokens

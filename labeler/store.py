@@ -83,7 +83,7 @@ class StageWriter:
     def done_keys(self, key_fn) -> set:
         """Keys of input rows already accounted for (written or rejected) by an earlier attempt."""
         keys: set = set()
-        data = read_parts(self.work / "data")
+        data = read_parts(self.work / "data")  # (graded stages keep failed rows here as well)
         if data is not None:
             keys.update(key_fn(data))
         rej = read_parts(self.work / "rejected", ["key"])
@@ -111,6 +111,17 @@ class StageWriter:
         rej = self.rejected()
         rows_out = 0 if data is None else data.num_rows
         rows_rej = 0 if rej is None else rej.num_rows
+        if data is not None and "status" in data.column_names:
+            # Graded stages keep failed rows in data/ too: out counts the graded ones.
+            import pyarrow.compute as pc
+            failed_in_data = data.num_rows - int(pc.sum(pc.equal(data.column("status"), "ok")).as_py() or 0)
+            if failed_in_data != rows_rej:
+                raise ReconciliationError(f"stage {self.stage}: {failed_in_data} failed rows in data/ but "
+                                          f"{rows_rej} in rejected/; work kept in {self.work}")
+            if one_to_one and data.num_rows != rows_in:
+                raise ReconciliationError(f"stage {self.stage}: {rows_in} rows in but {data.num_rows} in data/; "
+                                          f"work kept in {self.work}")
+            rows_out -= failed_in_data
         if one_to_one and rows_in != rows_out + rows_rej:
             raise ReconciliationError(
                 f"stage {self.stage}: {rows_in} rows in but {rows_out} out + {rows_rej} rejected; "

@@ -1,4 +1,5 @@
-"""Any OpenAI-compatible endpoint (GPT-4o, a `vllm serve`): bounded concurrency, retries, timeouts.
+"""Any OpenAI-compatible endpoint (GPT-4o, a `vllm serve`): bounded concurrency, retries with
+backoff (the client's own, on 429/5xx/timeouts), timeouts, and a persistent request cache.
 
 Grades come from `top_logprobs` when the server returns them, otherwise from a strict parse of
 the reply; a reply that parses as no grade is an error with the raw text, never a grade.
@@ -7,15 +8,19 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Optional
 
 from ..config import EngineConfig
 from .base import Completion, Engine, GradeResult, grade_from_text, grade_from_top_logprobs
+from .cache import RequestCache
 
 
 class OpenAIEngine(Engine):
     def __init__(self, cfg: EngineConfig, seed: int = 0):
         import openai
+
+        from ..models import cache_dir
 
         self.cfg = cfg
         self.seed = seed
@@ -24,23 +29,47 @@ class OpenAIEngine(Engine):
         self._openai = openai
         self.client = openai.OpenAI(base_url=cfg.base_url, api_key=os.environ.get(cfg.api_key_env) or "EMPTY",
                                     timeout=cfg.timeout_s, max_retries=cfg.max_retries)
+        self.cache = None
+        if cfg.request_cache:
+            self.cache = RequestCache(cfg.request_cache_path or Path(cache_dir()) / "requests.sqlite")
 
     def prompt(self, messages, assistant_prefix=""):
-        # Chat endpoints take messages; the assistant prefix is a hint in the user turn instead.
-        return messages
+        return messages  # chat endpoints take messages
 
     def count_tokens(self, prompt) -> int:
         return 0
 
-    def _call(self, messages, **kw):
+    def _call(self, messages, **params) -> tuple[Optional[dict], Optional[tuple[str, str]]]:
+        """A plain-dict answer (content, first tokens' logprobs, usage), from the cache when possible."""
+        key = None
+        if self.cache is not None:
+            key = RequestCache.key(self.cfg.model, messages, {**params, "base_url": self.cfg.base_url})
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit, None
         try:
-            return self.client.chat.completions.create(model=self.cfg.model, messages=messages, **kw), None
+            resp = self.client.chat.completions.create(model=self.cfg.model, messages=messages, **params)
         except self._openai.APITimeoutError as e:
             return None, ("timeout", f"no answer within {self.cfg.timeout_s}s after {self.cfg.max_retries} retries: {e}")
         except self._openai.APIConnectionError as e:
-            return None, ("connection_error", f"cannot reach {self.cfg.base_url}: {e}")
+            return None, ("connection_error", f"cannot reach {self.cfg.base_url} after {self.cfg.max_retries} retries: {e}")
         except self._openai.APIStatusError as e:
             return None, ("server_error", f"HTTP {e.status_code} after {self.cfg.max_retries} retries: {str(e)[:300]}")
+        if not resp.choices:
+            return None, ("server_error", "the server answered with no choices")
+        choice = resp.choices[0]
+        lp = getattr(choice, "logprobs", None)
+        tokens = []
+        if lp is not None and lp.content:
+            for t in lp.content[:8]:
+                tokens.append({"token": t.token, "logprob": t.logprob,
+                               "top": [{"token": x.token, "logprob": x.logprob} for x in (t.top_logprobs or [])]})
+        u = resp.usage
+        answer = {"content": choice.message.content or "", "tokens": tokens,
+                  "prompt_tokens": u.prompt_tokens if u else 0, "completion_tokens": u.completion_tokens if u else 0}
+        if self.cache is not None:
+            self.cache.put(key, answer)
+        return answer, None
 
     def _map(self, fn, items):
         with ThreadPoolExecutor(self.cfg.concurrency) as pool:
@@ -49,37 +78,40 @@ class OpenAIEngine(Engine):
     def generate(self, prompts, *, max_tokens, temperature, seeds=None):
         def one(item):
             messages, seed = item
-            resp, err = self._call(messages, max_tokens=max_tokens, temperature=temperature, seed=seed)
+            ans, err = self._call(messages, max_tokens=max_tokens, temperature=temperature, seed=seed)
             if err:
                 return Completion(None, error=err[0], detail=err[1])
-            u = resp.usage
-            return Completion(resp.choices[0].message.content or "", u.prompt_tokens if u else 0,
-                              u.completion_tokens if u else 0)
+            return Completion(ans["content"], ans["prompt_tokens"], ans["completion_tokens"])
         return self._map(one, list(zip(prompts, seeds or [None] * len(prompts))))
 
     def grade(self, prompts, *, top_logprobs=20):
         def one(messages) -> GradeResult:
-            resp, err = self._call(messages, max_tokens=4, temperature=0.0, logprobs=True,
-                                   top_logprobs=min(top_logprobs, 20), seed=self.seed)
-            if err:
-                return GradeResult(error=err[0], detail=err[1])
-            choice = resp.choices[0]
-            text = choice.message.content or ""
-            ptoks = resp.usage.prompt_tokens if resp.usage else 0
-            lp = getattr(choice, "logprobs", None)
-            if lp is not None and lp.content:
-                # The first token that is not whitespace/punctuation carries the grade.
-                for tok in lp.content:
-                    if tok.token.strip(" :*#\n"):
-                        top = {t.token: t.logprob for t in (tok.top_logprobs or [])} or {tok.token: tok.logprob}
-                        probs, mass = grade_from_top_logprobs(top)
-                        if probs is not None:
-                            return GradeResult(probs=probs, mass=mass, prompt_tokens=ptoks, raw=text)
-                        break
-            g = grade_from_text(text)
-            if g is None:
-                return GradeResult(raw=text, prompt_tokens=ptoks, error="unparseable_output",
-                                   detail=f"reply is not a grade 0-3: {text[:200]!r}")
-            probs = [1.0 if i == g else 0.0 for i in range(4)]
-            return GradeResult(probs=probs, mass=None, prompt_tokens=ptoks, raw=text)
+            for attempt in range(self.cfg.parse_retries + 1):
+                r = self._grade_once(messages, top_logprobs, attempt)
+                if r.error != "unparseable_output":
+                    return r
+            r.detail = f"{r.detail} (asked {self.cfg.parse_retries + 1} times)"
+            return r
         return self._map(one, prompts)
+
+    def _grade_once(self, messages, top_logprobs: int, attempt: int) -> GradeResult:
+        ans, err = self._call(messages, max_tokens=4, temperature=0.0 if attempt == 0 else 0.3,
+                              logprobs=True, top_logprobs=min(top_logprobs, 20), seed=self.seed + attempt)
+        if err:
+            return GradeResult(error=err[0], detail=err[1])
+        text, ptoks = ans["content"], ans["prompt_tokens"]
+        # The first token that is not whitespace or markup carries the grade.
+        for tok in ans["tokens"]:
+            if tok["token"].strip(" :*#\n"):
+                top = {t["token"]: t["logprob"] for t in tok["top"]} or {tok["token"]: tok["logprob"]}
+                probs, mass = grade_from_top_logprobs(top)
+                if probs is not None:
+                    return GradeResult(probs=probs, mass=mass, prompt_tokens=ptoks, raw=text)
+                break
+        g = grade_from_text(text)
+        if g is None:
+            return GradeResult(raw=text, prompt_tokens=ptoks, error="unparseable_output",
+                               detail=f"reply is not a grade 0-3: {text[:200]!r}")
+        # No logprobs from this server: the parsed grade, with its distribution unknown-but-certain.
+        return GradeResult(probs=[1.0 if i == g else 0.0 for i in range(4)], mass=None,
+                           prompt_tokens=ptoks, raw=text)

@@ -1,0 +1,158 @@
+"""The OpenAI-compatible path against real servers on localhost: `vllm serve` with the tiny model
+for grading and the request cache, and a small HTTP server for the failure modes (down, slow,
+5xx, replies that are not a grade). A failure is an error with a reason, never a grade."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from labeler.config import EngineConfig
+from labeler.engines.openai_engine import OpenAIEngine
+
+MSG = [{"role": "user", "content": "Grade this pair. Reply with a digit 0-3."}]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Behaviour:
+    mode = "ok"      # ok | slow | error | chatter
+    calls = 0
+
+
+def _server(behaviour: _Behaviour):
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            behaviour.calls += 1
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            if behaviour.mode == "slow":
+                time.sleep(3)
+            if behaviour.mode == "error":
+                self.send_response(500)
+                self.end_headers()
+                self.wfile.write(b'{"error": {"message": "boom"}}')
+                return
+            content = {"ok": "2", "slow": "2", "chatter": "I think this document is quite relevant."}[behaviour.mode]
+            body = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                    "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                                 "message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": 11, "completion_tokens": 1, "total_tokens": 12}}
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+@pytest.fixture
+def fake(tmp_path):
+    b = _Behaviour()
+    srv = _server(b)
+    yield b, f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+
+
+def _engine(url, tmp_path, **kw):
+    cfg = EngineConfig(backend="openai", model="m", base_url=url, timeout_s=1.0, max_retries=1,
+                       request_cache_path=str(tmp_path / "cache.sqlite"), **kw)
+    return OpenAIEngine(cfg)
+
+
+def test_parsed_grade_without_logprobs_and_cache(fake, tmp_path):
+    b, url = fake
+    eng = _engine(url, tmp_path)
+    r = eng.grade([MSG])[0]
+    assert r.error is None and r.grade == 2 and r.probs == [0, 0, 1, 0] and r.prompt_tokens == 11
+    b.mode = "error"  # the cached answer is replayed; the server is not asked again
+    assert eng.grade([MSG])[0].grade == 2 and b.calls == 1 and eng.cache.hits == 1
+
+
+def test_reply_that_is_not_a_grade_is_an_error(fake, tmp_path):
+    b, url = fake
+    b.mode = "chatter"
+    r = _engine(url, tmp_path).grade([MSG])[0]
+    assert r.grade is None and r.probs is None and r.error == "unparseable_output"
+    assert "quite relevant" in r.raw and "asked 2 times" in r.detail
+    assert b.calls == 2  # asked again once before giving up
+
+
+def test_server_errors_are_retried_then_reported_and_not_cached(fake, tmp_path):
+    b, url = fake
+    b.mode = "error"
+    eng = _engine(url, tmp_path)
+    r = eng.grade([MSG])[0]
+    assert r.grade is None and r.error == "server_error" and "HTTP 500" in r.detail
+    assert b.calls == 2  # one try + one retry
+    b.mode = "ok"
+    assert eng.grade([MSG])[0].grade == 2  # the error was not cached
+
+
+def test_slow_server_times_out(fake, tmp_path):
+    b, url = fake
+    b.mode = "slow"
+    t = time.time()
+    r = _engine(url, tmp_path, request_cache=False).grade([MSG])[0]
+    assert r.error == "timeout" and r.grade is None
+    assert time.time() - t < 10
+
+
+def test_server_down(tmp_path):
+    r = _engine(f"http://127.0.0.1:{_free_port()}/v1", tmp_path).grade([MSG])[0]
+    assert r.error == "connection_error" and r.grade is None
+
+
+@pytest.mark.slow
+def test_grades_from_logprobs_of_a_real_vllm_server(tiny_model, tmp_path):
+    port = _free_port()
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model,
+                             "--served-model-name", "tiny", "--port", str(port), "--max-model-len", "512",
+                             "--dtype", "bfloat16", "--enforce-eager", "--max-logprobs", "20"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, "vllm serve exited"
+                time.sleep(2)
+        else:
+            pytest.fail("vllm serve did not come up in 240 s")
+        cfg = EngineConfig(backend="openai", model="tiny", base_url=f"http://127.0.0.1:{port}/v1",
+                           request_cache_path=str(tmp_path / "c.sqlite"), concurrency=4)
+        eng = OpenAIEngine(cfg)
+        msgs = [[{"role": "user", "content": f"Document {i}: the VPN guide. Query: vpn. Grade 0-3:"}] for i in range(6)]
+        results = eng.grade(msgs)
+        for r in results:
+            assert r.error is None, r.detail
+            assert sum(r.probs) == pytest.approx(1.0) and r.mass is not None and 0 < r.mass <= 1.0001
+        gens = eng.generate(msgs[:2], max_tokens=5, temperature=0.0)
+        assert all(g.error is None and g.completion_tokens > 0 for g in gens)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    # With the server gone, the same requests are answered from the cache, identically.
+    again = OpenAIEngine(cfg).grade(msgs)
+    assert [r.probs for r in again] == [r.probs for r in results]
