@@ -53,7 +53,8 @@ class Pipeline:
         dump = lambda m: m.model_dump(mode="json")  # noqa: E731
         grade_t = lambda: template_hash(c.judge.grading.prompt)  # noqa: E731
         return {
-            "corpus": lambda: {"corpus": dump(c.corpus)},
+            # The path is not part of it: the content hash is (a corpus fetched elsewhere is the same corpus).
+            "corpus": lambda: {"corpus": {k: v for k, v in dump(c.corpus).items() if k != "path"}},
             "synthesize": lambda: {"synthesize": dump(c.synthesize),
                                    "templates": [template_hash(c.synthesize.prompt),
                                                  template_hash("query_kinds", ".yaml")]},
@@ -220,7 +221,8 @@ class Pipeline:
         pairs = self.store.table("mine")
         w = self._writer("judge", JUDGMENTS)
         n = grade_pairs(w, pairs, c.engine, c.grading, self.cfg.seed)
-        return self._publish(w, "judge", n, extra={**_grade_stats(w.data()), "model": c.engine.model})
+        stats = _grade_stats(w.data())
+        return self._publish(w, "judge", n, extra={**stats, "usd": usd(c.engine, stats), "model": c.engine.model})
 
     def _distill(self, fp):
         from transformers import AutoTokenizer
@@ -317,12 +319,19 @@ def _counts_list(values) -> dict:
     return dict(sorted(out.items()))
 
 
+def usd(engine: EngineConfig, tokens: dict) -> float:
+    """Token cost at the engine's configured prices (zero for local models unless priced)."""
+    return round(tokens.get("tokens_in", 0) / 1e6 * engine.usd_per_1m_input_tokens
+                 + tokens.get("tokens_out", 0) / 1e6 * engine.usd_per_1m_output_tokens, 6)
+
+
 def _grade_stats(t: Optional[pa.Table]) -> dict:
     if t is None:
         return {"grade_counts": {}, "tokens_in": 0}
     t = t.filter(pc.equal(t.column("status"), "ok")) if "status" in t.column_names else t
     return {"grade_counts": _counts(t, "grade"),
             "tokens_in": int(pc.sum(t.column("prompt_tokens")).as_py() or 0),
+            "tokens_out": t.num_rows,  # one token read per graded pair
             "truncated": int(pc.sum(t.column("truncated").cast(pa.int64())).as_py() or 0)}
 
 

@@ -19,13 +19,16 @@ def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
         return ray
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Inside a submitted job the job's runtime_env is already set; ours adds to it, not conflicts.
+    os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
     env = {"TOKENIZERS_PARALLELISM": "false", **cfg.env}
     for k in ("LABELER_CACHE", "HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE"):
         if k in os.environ:
             env.setdefault(k, os.environ[k])
     runtime_env = {"env_vars": env}
-    if cfg.address:
-        ray.init(address=cfg.address, runtime_env=runtime_env, log_to_driver=True)
+    address = cfg.address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
+    if address:  # a cluster, or the one a submitted job runs in
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
     else:
         ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), include_dashboard=False,
                  object_store_memory=cfg.object_store_memory, runtime_env=runtime_env,

@@ -30,6 +30,10 @@ MANIFEST = "_manifest.json"  # labeler.store.MANIFEST; kept here so this module 
 SUMMARY = "summary.json"
 
 
+class NotPublishedError(RuntimeError):
+    """A stage run alone (--only) whose inputs are not published with the current settings."""
+
+
 def is_uri(s: str) -> bool:
     return "://" in str(s)
 
@@ -214,7 +218,7 @@ def run_pipeline(cfg, out: str, *, until: Optional[str] = None, only: Optional[l
         for s in stages:  # only these run: their inputs must already be published, and current
             for u in UPSTREAM[s]:
                 if u not in stages and not pipe.store.is_done(u, pipe.fingerprint(u)):
-                    raise RuntimeError(f"stage {s} needs {u}, which is not published at {out} with the "
+                    raise NotPublishedError(f"stage {s} needs {u}, which is not published at {out} with the "
                                        f"current settings; run it first (or drop --only)")
     report: dict = {}
     summary: dict = {}
@@ -261,7 +265,7 @@ def job_main(argv: list[str], stage: Optional[str] = None) -> int:
             cfg.corpus.path = str(fetch_input(cfg.corpus.path, staging_root() / "inputs"))
         summary = run_pipeline(cfg, args.out, until=getattr(args, "until", None) or stage,
                                only=[stage] if getattr(args, "only", False) else None, force=args.force)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
+    except (ConfigError, FileNotFoundError, ValueError, NotPublishedError) as e:  # others: traceback, exit 1
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     from .cli import print_summary

@@ -23,8 +23,11 @@ def tiny_model() -> str:
     return str(make_random_model(cache_dir() / "test-models" / "tiny-llama-h128"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local():
+    """Module-scoped: no local Ray outlives its module, so tests that start `labeler` in a
+    subprocess (its own Ray) never share the machine with a second instance (Ray Train's
+    placement-group cleaner cannot pick between two)."""
     import ray
 
     from labeler.config import RayConfig

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -107,7 +108,7 @@ class RayHead:
                 p.send_signal(signal.SIGTERM)
             except psutil.NoSuchProcess:
                 pass
-        _, alive = psutil.wait_procs(procs, timeout=15)
+        _, alive = psutil.wait_procs(procs, timeout=10)
         for p in alive:
             try:
                 p.kill()
@@ -115,3 +116,4 @@ class RayHead:
                 pass
         psutil.wait_procs(alive, timeout=5)
         self.log.close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
