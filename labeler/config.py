@@ -191,6 +191,9 @@ class DistillConfig(_Strict):
     max_seq_len: int = Field(512, ge=32)
     # Weight of KL(teacher || student) over the grade tokens, added to the hard-label CE.
     kl_weight: float = Field(0.0, ge=0)
+    # Train only the top N decoder layers and the final norm (None: all): a CPU-sized option,
+    # since backward then stops N layers down.
+    train_last_layers: Optional[int] = Field(None, ge=1)
     deepspeed: dict[str, Any] = Field(default_factory=dict, description="merged over the generated DS config")
 
 

@@ -92,7 +92,9 @@ def _train_loop(config: dict) -> None:
     tokenizer = AutoTokenizer.from_pretrained(source)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
+    if cfg.train_last_layers:
+        freeze_below(model, cfg.train_last_layers)
+    engine, *_ = deepspeed.initialize(model=model, model_parameters=[p for p in model.parameters() if p.requires_grad],
                                       config=deepspeed_config(cfg, world))
     device = engine.device
     grade_ids = torch.tensor(config["grade_ids"], device=device)
@@ -132,6 +134,22 @@ def _train_loop(config: dict) -> None:
         metrics = {"epoch": epoch, "train_loss": total / max(n, 1), "micro_steps": n}
         history.append(metrics)
         _report(engine, tokenizer, cfg, {**metrics, "history": history}, rank)
+
+
+def freeze_below(model, n: int) -> None:
+    """Leave only the top `n` decoder layers and the final norm trainable."""
+    base = getattr(model, "model", model)
+    layers = getattr(base, "layers", None)
+    if layers is None:
+        raise ValueError(f"train_last_layers: cannot find the decoder layers of {type(model).__name__}")
+    if n > len(layers):
+        raise ValueError(f"train_last_layers={n} but the model has {len(layers)} layers")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for module in [*layers[-n:], getattr(base, "norm", None)]:
+        if module is not None:
+            for p in module.parameters():
+                p.requires_grad_(True)
 
 
 def _report(engine, tokenizer, cfg: DistillConfig, metrics: dict, rank: int) -> None:

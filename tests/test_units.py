@@ -100,3 +100,16 @@ def test_grade_prompt_ends_where_the_digit_token_starts(tiny_model):
     assert p.truncated and p.prompt.endswith("Grade: ")
     whole = tok.encode(p.prompt.rstrip(" ") + " 3", add_special_tokens=False)
     assert tok.encode(p.prompt, add_special_tokens=False) + [ids[3]] == whole
+
+
+def test_freeze_below_leaves_only_the_top_layers_trainable(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    from labeler.distill import freeze_below
+
+    m = AutoModelForCausalLM.from_pretrained(tiny_model)
+    freeze_below(m, 1)
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("model.layers.1.", "model.norm.")) for n in trainable)
+    with pytest.raises(ValueError, match="has 2 layers"):
+        freeze_below(m, 3)
