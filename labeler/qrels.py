@@ -35,14 +35,23 @@ def _int(value: str, what: str, where: str) -> int:
         raise ValueError(f"{where}: {what} must be an integer, got {value!r}") from None
 
 
-def read_qrels(path: str | Path) -> pa.Table:
+CONFLICT_POLICIES = ("max", "min", "first", "error")
+
+
+def read_qrels(path: str | Path, on_conflict: str = "max") -> pa.Table:
     """Read `qid iter docid grade` lines into (query_id, doc_id, grade).
 
-    A pair judged twice with the same grade is kept once; with different grades it is an error,
-    since no metric can be right against contradictory judgments.
+    A pair judged twice with the same grade is kept once. Real judgment sets also judge some
+    pairs twice with different grades (LiveQA-Med dev: 89 of 1,147 pairs), so contradictions
+    are resolved by `on_conflict` (the higher grade by default: some assessor found that much
+    in the document) and counted in a warning; "error" refuses them instead. The count is kept
+    in the table's schema metadata (`conflicts`).
     """
+    if on_conflict not in CONFLICT_POLICIES:
+        raise ValueError(f"on_conflict must be one of {CONFLICT_POLICIES}, got {on_conflict!r}")
     path = Path(path)
     seen: dict[tuple[str, str], tuple[int, int]] = {}
+    conflicts = 0
     for lineno, fields in _lines(path):
         where = f"{path}:{lineno}"
         if len(fields) != 4:
@@ -54,14 +63,24 @@ def read_qrels(path: str | Path) -> pa.Table:
             raise ValueError(f"{where}: grade {grade} is out of range")
         key = (qid, docid)
         if key in seen and seen[key][0] != grade:
-            raise ValueError(f"{where}: query {qid!r} doc {docid!r} judged {grade} here but "
-                             f"{seen[key][0]} on line {seen[key][1]}")
+            if on_conflict == "error":
+                raise ValueError(f"{where}: query {qid!r} doc {docid!r} judged {grade} here but "
+                                 f"{seen[key][0]} on line {seen[key][1]}")
+            conflicts += 1
+            if (on_conflict == "max" and grade > seen[key][0]) or (on_conflict == "min" and grade < seen[key][0]):
+                seen[key] = (grade, lineno)
         seen.setdefault(key, (grade, lineno))
-    return pa.table({
+    if conflicts:
+        import warnings
+        warnings.warn(f"{path}: {conflicts} judgments contradict an earlier grade of the same pair; kept the "
+                      f"{'first' if on_conflict == 'first' else on_conflict} grade (on_conflict={on_conflict!r})",
+                      stacklevel=2)
+    table = pa.table({
         "query_id": [k[0] for k in seen],
         "doc_id": [k[1] for k in seen],
         "grade": [v[0] for v in seen.values()],
     }, schema=QRELS_SCHEMA)
+    return table.replace_schema_metadata({"conflicts": str(conflicts), "on_conflict": on_conflict})
 
 
 def _check_id(value, what: str, row: int) -> str:

@@ -21,12 +21,25 @@ def test_read_qrels_skips_blanks_and_comments_and_collapses_identical_duplicates
 @pytest.mark.parametrize("text, msg", [
     ("q1 0 d1 3\nq1 0 d2\n", r"q.txt:2: expected 4 fields 'qid iter docid grade', got 3"),
     ("q1 0 d1 3\n\nq1 0 d2 high\n", r"q.txt:3: grade must be an integer, got 'high'"),
-    ("q1 0 d1 3\nq1 0 d1 1\n", r"q.txt:2: query 'q1' doc 'd1' judged 1 here but 3 on line 1"),
     ("q1 0 d1 300\n", r"q.txt:1: grade 300 is out of range"),
 ])
 def test_read_qrels_errors_name_the_line(tmp_path, text, msg):
     with pytest.raises(ValueError, match=msg):
         read_qrels(write(tmp_path / "q.txt", text))
+
+
+def test_contradictory_judgments_follow_the_policy(tmp_path):
+    p = write(tmp_path / "q.txt", "q1 0 d1 1\nq1 0 d2 0\nq1 0 d1 3\nq1 0 d1 2\n")
+    with pytest.raises(ValueError, match=r"q.txt:3: query 'q1' doc 'd1' judged 3 here but 1 on line 1"):
+        read_qrels(p, on_conflict="error")
+    with pytest.warns(UserWarning, match="2 judgments contradict an earlier grade"):
+        t = read_qrels(p)
+    assert t.to_pylist()[0] == {"query_id": "q1", "doc_id": "d1", "grade": 3} and t.num_rows == 2
+    assert t.schema.metadata[b"conflicts"] == b"2"
+    with pytest.warns(UserWarning):
+        assert read_qrels(p, on_conflict="min").column("grade").to_pylist() == [1, 0]
+    with pytest.warns(UserWarning):
+        assert read_qrels(p, on_conflict="first").column("grade").to_pylist() == [1, 0]
 
 
 def test_write_qrels_skips_unlabeled_rows_and_round_trips(tmp_path):
