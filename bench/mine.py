@@ -43,8 +43,9 @@ def log(msg: str) -> None:
 def base_docs() -> list[dict]:
     if MEDQUAD.is_file():
         with gzip.open(MEDQUAD, "rt") as fh:
-            return [{"doc_id": r["doc_id"], "title": r["title"], "text": r["text"], "space": r.get("source")}
-                    for r in map(json.loads, fh)]
+            docs = {r["doc_id"]: {"doc_id": r["doc_id"], "title": r["title"], "text": r["text"], "space": r.get("source")}
+                    for r in map(json.loads, fh) if len(r["text"].strip()) >= 20}
+        return list(docs.values())  # MedQuAD repeats some ids: the last of each is kept
     log(f"{MEDQUAD} is absent: generating a corpus")
     rng = random.Random(0)
     vocab = [f"w{i}" for i in range(50_000)]
@@ -85,7 +86,7 @@ def make_corpus(n: int, path: Path) -> list[dict]:
 
 def make_queries(docs: list[dict], n: int) -> list[dict]:
     rng = random.Random(7)
-    originals = [d for d in docs if "~" not in d["doc_id"] and len(d["text"]) >= 20]
+    originals = [d for d in docs if "~" not in d["doc_id"]]
     out = []
     for i in range(n):
         d = rng.choice(originals)
@@ -100,7 +101,7 @@ def make_queries(docs: list[dict], n: int) -> list[dict]:
 
 # ------------------------------------------------------------------------- measurement
 class RssSampler:
-    """Peak of (driver + Ray worker processes) resident memory."""
+    """Peak of the driver's resident memory plus the private memory of Ray's busy workers."""
 
     def __init__(self):
         import psutil
@@ -109,16 +110,17 @@ class RssSampler:
         self.t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
-        me = os.getpid()
+        me = self.psutil.Process()
         while not self._stop.is_set():
-            total = 0
-            for p in self.psutil.process_iter(["pid", "name", "cmdline", "memory_info"]):
+            total = me.memory_info().rss
+            # Only this driver's own Ray (its raylet's workers): other Ray sessions on the machine are not ours.
+            for p in me.children(recursive=True):
                 try:
-                    name = p.info["name"] or ""
-                    cmd = " ".join(p.info["cmdline"] or [])
-                    if p.info["pid"] == me or name.startswith("ray::") or "default_worker.py" in cmd:
-                        total += p.info["memory_info"].rss
-                except (self.psutil.Error, TypeError):
+                    name, mem = p.name(), p.memory_info()
+                    if name.startswith("ray::") and "IDLE" not in name:
+                        # Object-store pages mapped into every worker are shared, not theirs.
+                        total += mem.rss - getattr(mem, "shared", 0)
+                except self.psutil.Error:
                     pass
             self.peak = max(self.peak, total)
             self._stop.wait(0.2)
