@@ -67,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(args):
+    from .config import merge_dicts
+
     overrides: dict = {}
-    from .config import _merge
     for s in args.set:
-        overrides = _merge(overrides, dotted_override(s))
+        overrides = merge_dicts(overrides, dotted_override(s))
     return load_config(args.config, overrides or None)
 
 
@@ -99,8 +100,19 @@ def _dispatch(args) -> int:
     pipe = Pipeline(cfg, out, force=args.force)
     until = getattr(args, "until", None) if args.cmd == "run" else args.cmd
     summary = pipe.run(until=until)
+    _quiet_ray()
     print_summary(summary)
     return 0
+
+
+def _quiet_ray() -> None:
+    import sys as _sys
+    if "ray" in _sys.modules:
+        import ray
+        if ray.is_initialized():
+            ray.shutdown()
+    _sys.stderr.flush()
+    _sys.stdout.flush()
 
 
 def _standalone(args, cfg, out: Path) -> int:
@@ -144,10 +156,12 @@ def _standalone(args, cfg, out: Path) -> int:
     tmp = out / f".{name}.parquet.tmp"
     pq.write_table(table, tmp)
     tmp.replace(out / f"{name}.parquet")
-    write_qrels(table, out / f"{name}.qrels")
+    # Underscore: dataset readers that open OUT as Parquet skip it.
+    write_qrels(table, out / f"_{name}.qrels")
     m = store.manifest(args.cmd)
     write_json_atomic(m, out / "_manifest.json")
-    print(json.dumps({"output": str(out / f"{name}.parquet"),
+    _quiet_ray()  # worker logs forwarded to stdout must not follow the final JSON line
+    print(json.dumps({"output": str(out / f"{name}.parquet"), "qrels": str(out / f"_{name}.qrels"),
                       **{k: m[k] for k in ("rows_in", "rows_out", "rows_rejected", "rejected_by_reason", "wall_s")}}))
     return 0
 

@@ -273,16 +273,17 @@ def load_config(path: str | Path, overrides: Optional[dict] = None) -> Config:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text: {e}") from None
     if overrides:
-        data = _merge(data or {}, overrides)
+        data = merge_dicts(data or {}, overrides)
     # Configs live in <project>/configs/, and paths in them are relative to the project.
     base = path.resolve().parent.parent if path.resolve().parent.name == "configs" else path.resolve().parent
     return parse_config(data, str(path), str(base))
 
 
-def _merge(base: dict, over: dict) -> dict:
+def merge_dicts(base: dict, over: dict) -> dict:
+    """Nested dicts: `over` wins key by key (config overrides, DeepSpeed config overrides)."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 

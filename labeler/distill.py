@@ -12,12 +12,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import pyarrow as pa
 
 from . import models
-from .config import DistillConfig, GradeConfig
+from .config import DistillConfig, GradeConfig, merge_dicts
 from .grading import build_prompt, grade_target_ids
 from .prompts import load_template
 
@@ -55,14 +54,7 @@ def deepspeed_config(cfg: DistillConfig, world: int) -> dict:
         "steps_per_print": 1 << 30,
         "wall_clock_breakdown": False,
     }
-    return _merge(ds, cfg.deepspeed)
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+    return merge_dicts(ds, cfg.deepspeed)
 
 
 def _train_loop(config: dict) -> None:

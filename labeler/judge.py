@@ -16,7 +16,7 @@ from .config import EngineConfig, GradeConfig
 from .grading import GradeWorker
 from .raycluster import pool_args
 from .runner import pending, run_actor_stage
-from .schema import PAIRS, pair_key
+from .schema import PAIRS
 from .store import StageWriter
 
 REQUIRED = ("query_id", "query", "doc_id", "text")
@@ -42,7 +42,6 @@ def grade_pairs(writer: StageWriter, pairs: pa.Table, engine: EngineConfig, grad
 def read_pairs(path: str) -> pa.Table:
     """Pairs from JSONL or Parquet (a file or a folder): query_id, query, doc_id, text, [title, ...]."""
     import pyarrow.dataset as ds
-    import pyarrow.json as pj
 
     p = Path(path)
     if not p.exists():

@@ -13,5 +13,3 @@ def label_pairs(writer: StageWriter, pairs: pa.Table, engine: EngineConfig, grad
                 seed: int = 0) -> int:
     return grade_pairs(writer, pairs, engine, grading, seed)
 
-
-from .qrels import write_qrels  # noqa: E402,F401  (labels -> TREC qrels lives with the qrels format)

@@ -300,7 +300,7 @@ class Pipeline:
         if bm25.num_rows:
             sources["bm25"] = bm25
             by_source["bm25"] = agreement(reference, bm25, k=k)
-        report = write_report(w.artifacts, by_source, reference, sources,
+        write_report(w.artifacts, by_source, reference, sources,
                               stage_costs=stage_costs_from_run(self.store.root),
                               title="Student vs teacher on held-out pairs")
         return self._publish(w, "evaluate", 0, one_to_one=False,

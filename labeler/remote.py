@@ -236,7 +236,7 @@ def run_pipeline(cfg, out: str, *, until: Optional[str] = None, only: Optional[l
 
 def job_main(argv: list[str], stage: Optional[str] = None) -> int:
     """Entrypoint of jobs/<stage>.py: run the pipeline up to `stage` (or all) against `--out URI`."""
-    from .config import ConfigError, _merge, dotted_override, load_config
+    from .config import ConfigError, dotted_override, load_config, merge_dicts
     from .pipeline import STAGES
 
     ap = argparse.ArgumentParser(prog=f"jobs/{stage or 'pipeline'}.py",
@@ -254,7 +254,7 @@ def job_main(argv: list[str], stage: Optional[str] = None) -> int:
     try:
         overrides: dict = {}
         for s in args.set:
-            overrides = _merge(overrides, dotted_override(s))
+            overrides = merge_dicts(overrides, dotted_override(s))
         cfg = load_config(args.config, overrides or None)
         # Inside a Ray Job, RAY_ADDRESS names the cluster: join it rather than start a local Ray.
         if cfg.ray.address is None and os.environ.get("RAY_ADDRESS"):

@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -79,6 +79,7 @@ def test_judge_pairs_file_one_row_per_pair(tiny_config, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     last = json.loads(r.stdout.strip().splitlines()[-1])
     assert last["rows_in"] == 5 and last["rows_out"] + last["rows_rejected"] == 5
+    assert len(Path(last["qrels"]).read_text().splitlines()) == last["rows_out"]
     t = ds.dataset(str(out), format="parquet").to_table()  # what a harness reading DIR sees
     assert t.num_rows == 5 and sorted(t.column("doc_id").to_pylist()) == [f"d{i}" for i in range(5)]
     failed = [x for x in t.to_pylist() if x["status"] != "ok"]

@@ -3,20 +3,19 @@ for grading and the request cache, and a small HTTP server for the failure modes
 5xx, replies that are not a grade). A failure is an error with a reason, never a grade."""
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from labeler.config import EngineConfig
 from labeler.engines.openai_engine import OpenAIEngine
+
+from fake_openai import FakeChatServer, Reply
 
 MSG = [{"role": "user", "content": "Grade this pair. Reply with a digit 0-3."}]
 
@@ -29,47 +28,21 @@ def _free_port() -> int:
 
 class _Behaviour:
     mode = "ok"      # ok | slow | error | chatter
-    calls = 0
 
-
-def _server(behaviour: _Behaviour):
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_POST(self):
-            behaviour.calls += 1
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            if behaviour.mode == "slow":
-                time.sleep(3)
-            if behaviour.mode == "error":
-                self.send_response(500)
-                self.end_headers()
-                self.wfile.write(b'{"error": {"message": "boom"}}')
-                return
-            content = {"ok": "2", "slow": "2", "chatter": "I think this document is quite relevant."}[behaviour.mode]
-            body = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                    "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": 1, "total_tokens": 12}}
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
+    def __call__(self, body) -> Reply:
+        if self.mode == "error":
+            return Reply(status=500)
+        content = {"ok": "2", "slow": "2", "chatter": "I think this document is quite relevant."}[self.mode]
+        return Reply(content, delay_s=3 if self.mode == "slow" else 0)
 
 
 @pytest.fixture
-def fake(tmp_path):
+def fake():
     b = _Behaviour()
-    srv = _server(b)
-    yield b, f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
+    srv = FakeChatServer(b)
+    b.server = srv
+    yield b, srv.url
+    srv.close()
 
 
 def _engine(url, tmp_path, **kw):
@@ -84,7 +57,7 @@ def test_parsed_grade_without_logprobs_and_cache(fake, tmp_path):
     r = eng.grade([MSG])[0]
     assert r.error is None and r.grade == 2 and r.probs == [0, 0, 1, 0] and r.prompt_tokens == 11
     b.mode = "error"  # the cached answer is replayed; the server is not asked again
-    assert eng.grade([MSG])[0].grade == 2 and b.calls == 1 and eng.cache.hits == 1
+    assert eng.grade([MSG])[0].grade == 2 and b.server.calls == 1 and eng.cache.hits == 1
 
 
 def test_reply_that_is_not_a_grade_is_an_error(fake, tmp_path):
@@ -93,7 +66,7 @@ def test_reply_that_is_not_a_grade_is_an_error(fake, tmp_path):
     r = _engine(url, tmp_path).grade([MSG])[0]
     assert r.grade is None and r.probs is None and r.error == "unparseable_output"
     assert "quite relevant" in r.raw and "asked 2 times" in r.detail
-    assert b.calls == 2  # asked again once before giving up
+    assert b.server.calls == 2  # asked again once before giving up
 
 
 def test_server_errors_are_retried_then_reported_and_not_cached(fake, tmp_path):
@@ -102,7 +75,7 @@ def test_server_errors_are_retried_then_reported_and_not_cached(fake, tmp_path):
     eng = _engine(url, tmp_path)
     r = eng.grade([MSG])[0]
     assert r.grade is None and r.error == "server_error" and "HTTP 500" in r.detail
-    assert b.calls == 2  # one try + one retry
+    assert b.server.calls == 2  # one try + one retry
     b.mode = "ok"
     assert eng.grade([MSG])[0].grade == 2  # the error was not cached
 

@@ -16,24 +16,25 @@ from labeler.store import RunStore
 from conftest import DEMO_DOCS
 
 
-def _pairs(n=6, long_text=None) -> pa.Table:
+def _pairs(n=6, long_query=None) -> pa.Table:
     docs = [json.loads(l) for l in DEMO_DOCS.read_text().splitlines()[:n]]
     rows = [{"query_id": f"q{i % 3}", "query": ["vpn setup", "expense policy", "login outage"][i % 3],
              "doc_id": d["doc_id"], "title": d["title"], "text": d["text"],
              "doc_meta": json.dumps({"author": d["author"]}), "source": "bm25", "bm25_rank": i + 1,
              "bm25_score": 1.0, "split": "heldout"} for i, d in enumerate(docs)]
-    if long_text:
-        rows.append({**rows[0], "query_id": "q-long", "text": long_text})
+    if long_query:
+        rows.append({**rows[0], "query_id": "q-long", "query": long_query})
     return pa.Table.from_pylist(rows, schema=PAIRS)
 
 
 def test_judge_grades_each_pair_once_resumes_and_never_invents(tmp_path, tiny_model, ray_local):
     from labeler.judge import grade_pairs, pair_keys
 
-    engine = EngineConfig(model=tiny_model, max_model_len=256, batch_size=3)
-    # An over-long prompt cannot be graded: it must be rejected, not given a grade.
-    grading = GradeConfig(max_doc_tokens=400)
-    pairs = _pairs(6, long_text="word " * 2000)
+    engine = EngineConfig(model=tiny_model, max_model_len=512, batch_size=3)
+    # Documents are cut to max_doc_tokens, but an over-long query makes a prompt the engine
+    # cannot take: it must be rejected, not given a grade.
+    grading = GradeConfig(max_doc_tokens=64)
+    pairs = _pairs(6, long_query="word " * 1000)
     store = RunStore(tmp_path)
     first = store.writer("judge", "fp", JUDGMENTS)
     grade_pairs(first, pairs.slice(0, 3), engine, grading)  # an attempt killed after 3 pairs
@@ -58,7 +59,7 @@ def test_judge_grades_each_pair_once_resumes_and_never_invents(tmp_path, tiny_mo
         assert r["expected_grade"] == pytest.approx(sum(g * p for g, p in enumerate(r["grade_probs"])), abs=1e-4)
         assert 0 < r["grade_mass"] <= 1.0001 and r["model"] == tiny_model and r["prompt_tokens"] > 0
     rej = store.table("judge", "rejected").to_pylist()[0]
-    assert rej["key"] == "q-long\t" + pairs.column("doc_id")[0].as_py() and "max_model_len=256" in rej["detail"]
+    assert rej["key"] == "q-long\t" + pairs.column("doc_id")[0].as_py() and "max_model_len=512" in rej["detail"]
 
 
 def test_vllm_and_transformers_engines_agree(tiny_model, ray_local):
@@ -88,7 +89,7 @@ def test_vllm_and_transformers_engines_agree(tiny_model, ray_local):
 def test_synthesize_and_mine_stages(tiny_config, tmp_path, ray_local):
     cfg, _ = tiny_config
     pipe = Pipeline(cfg, tmp_path / "run")
-    summary = pipe.run(until="mine")
+    pipe.run(until="mine")
     syn = pipe.store.manifest("synthesize")
     assert syn["rows_in"] == 10 * 2 == syn["rows_out"] + syn["rows_rejected"]
     queries = pipe.store.table("synthesize")

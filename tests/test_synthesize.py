@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pyarrow as pa
 import pytest
+
+from fake_openai import FakeChatServer, Reply
 
 from labeler.chunking import chunk_docs, split_passages
 from labeler.config import EngineConfig, SynthesizeConfig
@@ -120,31 +120,16 @@ class _Chat:
 
 @pytest.fixture
 def chat_server():
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
+    def respond(body):
+        prompt = body["messages"][-1]["content"]
+        kind = next(k for k in _Chat.replies if f"[{k}]" in prompt)
+        _Chat.calls += 1
+        return Reply(_Chat.replies[kind], prompt_tokens=100, completion_tokens=7)
 
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            _Chat.calls += 1
-            prompt = body["messages"][-1]["content"]
-            kind = next(k for k in _Chat.replies if f"[{k}]" in prompt)
-            text = _Chat.replies[kind]
-            out = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                   "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                   "usage": {"prompt_tokens": 100, "completion_tokens": 7, "total_tokens": 107}}
-            data = json.dumps(out).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv = FakeChatServer(respond)
     _Chat.calls = 0
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
+    yield srv.url
+    srv.close()
 
 
 def test_openai_synthesis_filters_counts_tokens_and_caches(chat_server, tmp_path):

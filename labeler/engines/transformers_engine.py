@@ -1,8 +1,6 @@
 """Plain Hugging Face transformers: the fallback where vLLM is unavailable, and the naive baseline."""
 from __future__ import annotations
 
-from typing import Optional
-
 from .. import models
 from ..config import EngineConfig
 from .base import Completion, Engine, GradeResult, grade_from_top_logprobs
