@@ -142,7 +142,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     client = JobSubmissionClient(args.address)
     ep = entrypoint(args, config_rel)
-    job_id = client.submit_job(entrypoint=ep, runtime_env=runtime_env, submission_id=args.submission_id,
+    job_id = submit_with_retry(client, entrypoint=ep, runtime_env=runtime_env, submission_id=args.submission_id,
                                metadata={"labeler_stage": args.stage or "pipeline", "labeler_out": args.out})
     print(f"[submit] {job_id}: {ep}", file=sys.stderr, flush=True)
     if args.no_wait:
@@ -151,6 +151,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     status = follow(client, job_id, timeout=args.timeout)
     print(f"[submit] {job_id}: {status}", file=sys.stderr, flush=True)
     return 0 if status == "SUCCEEDED" else 1
+
+
+def submit_with_retry(client, *, wait_s: float = 180.0, **kwargs) -> str:
+    """Submit, waiting out a head whose job agent is not up yet (right after `ray start`, or
+    under load the Jobs API answers 500 "No available agent"); any other error is raised."""
+    import time
+
+    deadline = time.time() + wait_s
+    delay = 2.0
+    while True:
+        try:
+            return client.submit_job(**kwargs)
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.time() + delay > deadline:
+                raise
+            print(f"[submit] the head's job agent is not ready; retrying in {delay:.0f}s", file=sys.stderr, flush=True)
+            time.sleep(delay)
+            delay = min(delay * 2, 20.0)
 
 
 if __name__ == "__main__":

@@ -168,3 +168,30 @@ def test_job_entrypoint_runs_against_a_uri(tmp_path):
     bad = subprocess.run([sys.executable, "jobs/corpus.py", "--config", "configs/nope.yaml", "--out", uri],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "config file not found" in bad.stderr
+
+
+def test_submit_waits_for_the_job_agent_then_gives_up_on_other_errors():
+    from labeler.submit import submit_with_retry
+
+    class Client:
+        calls = 0
+
+        def submit_job(self, **kw):
+            Client.calls += 1
+            if Client.calls < 3:
+                raise RuntimeError("Request failed with status code 500: No available agent to submit job, please try again later..")
+            return "raysubmit_1"
+
+    import time as _t
+    orig = _t.sleep
+    _t.sleep = lambda s: None
+    try:
+        assert submit_with_retry(Client(), entrypoint="x") == "raysubmit_1" and Client.calls == 3
+
+        class Broken:
+            def submit_job(self, **kw):
+                raise RuntimeError("Request failed with status code 400: bad runtime_env")
+        with pytest.raises(RuntimeError, match="bad runtime_env"):
+            submit_with_retry(Broken(), entrypoint="x")
+    finally:
+        _t.sleep = orig
