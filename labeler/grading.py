@@ -7,7 +7,6 @@ reuses.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -16,10 +15,6 @@ from .config import GradeConfig
 from .engines.base import Engine, GradeResult
 from .prompts import Template, doc_fields, load_template, truncate_tokens
 from .schema import LABEL_FIELDS, pair_key
-
-# Columns a grading worker adds to the rows it passes through.
-STATUS_COLS = ["_key", "_status", "_reason", "_detail", "_raw"]
-
 
 @dataclass
 class GradePrompt:
@@ -116,7 +111,3 @@ def grade_target_ids(tokenizer, prefix: str) -> list[int]:
         ids.append(choice[0])
     return ids
 
-
-def judgment_record(row: dict) -> str:
-    keep = {k: row.get(k) for k in ("query_id", "doc_id", "query", "title", "_raw") if k in row}
-    return json.dumps(keep, ensure_ascii=False, default=str)

@@ -263,7 +263,7 @@ class Pipeline:
         return self.store.path("distill") / "artifacts" / "model"
 
     def _label(self, fp):
-        from .label import label_pairs
+        from .judge import grade_pairs
         from .qrels import write_qrels
 
         self._ray_up()
@@ -273,7 +273,8 @@ class Pipeline:
                                                        batch_size=self.cfg.judge.engine.batch_size,
                                                        max_model_len=self.cfg.judge.engine.max_model_len)
         w = self._writer("label", LABELS)
-        n = label_pairs(w, heldout, engine, self.cfg.judge.grading, self.cfg.seed)
+        # The student grades exactly as the teacher did (labeler.grading), on the held-out pairs.
+        n = grade_pairs(w, heldout, engine, self.cfg.judge.grading, self.cfg.seed)
         extra = _grade_stats(w.data())
         if self.cfg.label.write_qrels and w.data() is not None:
             extra["qrels"] = str(self.store.path("label") / "artifacts" / "labels.qrels")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -98,8 +98,3 @@ def run_actor_stage(writer: StageWriter, todo: pa.Table, *, worker, ctor_kwargs:
         writer.write(ok)
         progress.update(len(set(batch.column("_key").to_pylist())))
 
-
-def stream(tables: Iterable[pa.Table]):
-    for t in tables:
-        if t is not None and t.num_rows:
-            yield t

@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -192,6 +192,3 @@ def write_json_atomic(obj, path: Path) -> None:
     tmp.write_text(json.dumps(obj, indent=2, default=str))
     os.replace(tmp, path)
 
-
-def iter_nonempty(tables: Iterable[pa.Table]) -> Iterable[pa.Table]:
-    return (t for t in tables if t is not None and t.num_rows)
