@@ -34,7 +34,9 @@ class RayConfig(_Strict):
 class EngineConfig(_Strict):
     """An LLM backend and how many copies of it to run."""
 
-    backend: Literal["vllm", "openai", "transformers"] = "vllm"
+    # cross_encoder: a student from distill.kind=cross_encoder (also picked automatically for a
+    # folder holding labeler_cross_encoder.json).
+    backend: Literal["vllm", "openai", "transformers", "cross_encoder"] = "vllm"
     model: str = Field(..., description="local dir, hub id, or offline:<name> (see labeler.models)")
     dtype: str = "bfloat16"
     max_model_len: int = Field(2048, ge=64)
@@ -174,8 +176,39 @@ class JudgeConfig(_Strict):
     grading: GradeConfig = Field(default_factory=GradeConfig)
 
 
+class CrossEncoderConfig(_Strict):
+    """The cross-encoder student (distill.kind=cross_encoder): its own model and optimiser settings;
+    the Ray resources (num_workers, use_gpu, cpus_per_worker) are distill's."""
+
+    base_model: str = "offline:all-minilm-l6-v2"
+    # lce: one teacher-positive and group_size-1 BM25 negatives per group, softmax cross-entropy;
+    # pointwise: regress the teacher's expected grade on every graded pair.
+    loss: Literal["lce", "pointwise"] = "lce"
+    pointwise_loss: Literal["mse", "bce"] = "mse"
+    group_size: int = Field(8, ge=2)
+    temperature: float = Field(1.0, gt=0)
+    # The positive: the query's highest-graded pair, if its grade reaches this.
+    positive_min_grade: int = Field(2, ge=1, le=3)
+    # Negatives come from these BM25 ranks (1-based, inclusive); None: any rank.
+    negative_rank_window: Optional[tuple[int, int]] = None
+    max_seq_len: int = Field(256, ge=16)
+    lr: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    epochs: int = Field(1, ge=1)
+    max_steps: Optional[int] = Field(None, ge=1, description="optimizer steps per epoch at most")
+    # Groups per optimizer step per worker (pointwise: batch_groups x group_size pairs).
+    batch_groups: int = Field(4, ge=1)
+    score_batch_size: int = Field(32, ge=1, description="pairs per forward pass when scoring")
+
+    @model_validator(mode="after")
+    def _window(self):
+        if self.negative_rank_window is not None and not 1 <= self.negative_rank_window[0] <= self.negative_rank_window[1]:
+            raise ValueError(f"negative_rank_window must satisfy 1 <= lo <= hi, got {self.negative_rank_window}")
+        return self
+
+
 class DistillConfig(_Strict):
-    kind: Literal["generative"] = "generative"
+    kind: Literal["generative", "cross_encoder"] = "generative"
     base_model: str = "offline:smollm2-135m-instruct"
     num_workers: int = Field(2, ge=1)
     use_gpu: bool = False
@@ -195,6 +228,10 @@ class DistillConfig(_Strict):
     # since backward then stops N layers down.
     train_last_layers: Optional[int] = Field(None, ge=1)
     deepspeed: dict[str, Any] = Field(default_factory=dict, description="merged over the generated DS config")
+    # Imbalanced grades (mostly 0s and 1s): weight the CE loss by inverse grade frequency, or
+    # oversample the rarer grades to the most common one's count.
+    balance: Literal["none", "reweight", "oversample"] = "none"
+    cross_encoder: CrossEncoderConfig = Field(default_factory=CrossEncoderConfig)
 
 
 class LabelConfig(_Strict):
