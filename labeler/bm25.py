@@ -75,7 +75,12 @@ class Bm25sIndex(Bm25Index):
     def open(cls, folder, threads=1):
         import bm25s
 
-        return cls(bm25s.BM25.load(str(Path(folder) / "bm25s"), mmap=True), threads)
+        retriever = bm25s.BM25.load(str(Path(folder) / "bm25s"), mmap=True)
+        if _numba_kernels():
+            # Same scores and ranking, ~10x faster search (5,000 queries over 100k documents:
+            # 0.7 s against 6.8 s with numpy).
+            retriever.backend = "numba"
+        return cls(retriever, threads)
 
     def search(self, queries, k):
         k = min(k, self.n_docs)
@@ -92,6 +97,35 @@ class Bm25sIndex(Bm25Index):
         for i, res, sc in zip(live, results, scores):
             out[i] = [(int(j), float(s)) for j, s in zip(res, sc) if s > 0]
         return out
+
+
+def _numba_kernels() -> bool:
+    """Whether bm25s's numba kernels can be used (LABELER_BM25S_NUMBA=0 turns them off).
+
+    bm25s compiles them in every process (5-8 s, per mining actor); numba's own on-disk cache,
+    switched on here under LABELER_CACHE/numba, makes that once per machine (0.25 s after).
+    """
+    if os.environ.get("LABELER_BM25S_NUMBA", "1") == "0":
+        return False
+    try:
+        import bm25s.numba.retrieve_utils as retrieve_utils
+        import bm25s.numba.selection as selection
+        import numba
+        from numba.core.registry import CPUDispatcher
+    except ImportError:
+        return False
+    try:
+        from .models import cache_dir
+
+        if not numba.config.CACHE_DIR:
+            numba.config.CACHE_DIR = str(cache_dir() / "numba")
+        for mod in (retrieve_utils, selection):
+            for fn in vars(mod).values():
+                if isinstance(fn, CPUDispatcher):
+                    fn.enable_caching()
+    except Exception as e:  # an uncached kernel is only slower to start
+        print(f"labeler: numba kernel cache unavailable ({e}); compiling per process", file=sys.stderr)
+    return True
 
 
 def java_home() -> str:

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from .bm25 import DOCS_FILE, build_index as _build, index_text, is_built, open_index, unpack  # noqa: F401
 from .chunking import chunk_docs
 from .config import MineConfig
-from .corpus import doc_meta
+from .corpus import KNOWN as META_COLS, doc_meta
 from .schema import PAIRS
 
 NEAR_DUP_JACCARD = 0.8
@@ -66,9 +66,15 @@ def split_of(query_id: str, heldout_fraction: float, seed: int) -> str:
     return "heldout" if h < heldout_fraction else "train"
 
 
+_WORD = re.compile(r"\w+")
+
+
 def _shingles(text: str, n: int = 5) -> set:
-    w = re.findall(r"\w+", (text or "").lower())
-    return {hash(tuple(w[i:i + n])) for i in range(max(1, len(w) - n + 1))}
+    """Hashes of the word n-grams (a text shorter than n words is one shingle)."""
+    w = _WORD.findall((text or "").lower())
+    if len(w) <= n:
+        return {hash(tuple(w))}
+    return set(map(hash, zip(*[w[i:] for i in range(n)])))
 
 
 def jaccard(sa: set, sb: set) -> float:
@@ -141,29 +147,20 @@ class MineWorker:
             return False
         return jaccard(a, b) >= self.cfg.near_dup_threshold
 
-    def _pair(self, q: dict, row: int, source: str, rank, score, split: str) -> dict:
-        d = {c: self.docs.column(c)[row].as_py() for c in self.docs.column_names if c != "text"}
-        return {"query_id": q["query_id"], "query": q["query"], "doc_id": d["doc_id"], "title": d.get("title"),
-                "text": self._texts[row].as_py(), "doc_meta": doc_meta(d), "source": source, "bm25_rank": rank,
-                "bm25_score": score, "split": split, "_key": q["query_id"], "_status": "ok",
-                "_reason": None, "_detail": None, "_raw": None}
-
     def __call__(self, batch: pa.Table) -> pa.Table:
         queries = batch.select(["query_id", "query", "seed_doc_id"]).to_pylist()
         hits = self.index.search([q["query"] or "" for q in queries], self.cfg.depth)
         lo, hi = self.cfg.window
-        out = []
+        picked = []      # (query, row, source, rank, score, split): one per pair, in output order
+        rejected = []
         for q, ranked in zip(queries, hits):
             seed_row = self.row_of.get(q["seed_doc_id"])
             if seed_row is None:
-                out.append({"_key": q["query_id"], "_status": "rejected", "_reason": "unknown_seed",
-                            "_detail": f"seed document {q['seed_doc_id']!r} is not in the index", "_raw": None,
-                            "query_id": q["query_id"], "query": q["query"]})
+                rejected.append(q)
                 continue
             split = split_of(q["query_id"], self.cfg.heldout_fraction, self.seed)
             rank_of = {row: (i + 1, s) for i, (row, s) in enumerate(ranked)}
-            r, s = rank_of.get(seed_row, (None, None))
-            out.append(self._pair(q, seed_row, "seed", r, s, split))
+            picked.append((q, seed_row, "seed", *rank_of.get(seed_row, (None, None)), split))
             parent = self.parents[seed_row]
             rng = random.Random(zlib.crc32(f"{self.seed}:{q['query_id']}".encode()))
             window = [(i + 1, row, s) for i, (row, s) in enumerate(ranked)
@@ -177,8 +174,7 @@ class MineWorker:
                 if not self._near_dup(row, seed_row):
                     picks.append((rank, row, s))
                     taken.add(row)
-            for rank, row, s in sorted(picks):
-                out.append(self._pair(q, row, "bm25", rank, s, split))
+            picked.extend((q, row, "bm25", rank, s, split) for rank, row, s in sorted(picks))
             n_random, tries = 0, 0
             while n_random < self.cfg.random_negatives and tries < 20 * self.cfg.random_negatives:
                 tries += 1
@@ -188,11 +184,36 @@ class MineWorker:
                 taken.add(row)
                 n_random += 1
                 # A random document BM25 also retrieved keeps its rank and score; otherwise both are null.
-                r, s = rank_of.get(row, (None, None))
-                out.append(self._pair(q, row, "random", r, s, split))
-        cols = list(PAIRS.names) + ["_key", "_status", "_reason", "_detail", "_raw"]
+                picked.append((q, row, "random", *rank_of.get(row, (None, None)), split))
+        return self._table(picked, rejected)
+
+    def _table(self, picked: list, rejected: list[dict]) -> pa.Table:
+        """Pair rows (document columns taken in one vectorised gather) then the rejected queries."""
+        docs = self.docs.take(pa.array([p[1] for p in picked], pa.int64()))
+        meta_cols = [c for c in META_COLS if c in docs.column_names]
+        meta = [doc_meta(dict(zip(meta_cols, vals))) for vals in zip(*(docs.column(c).to_pylist() for c in meta_cols))] \
+            if meta_cols else [doc_meta({})] * len(picked)
+        n, m = len(picked), len(rejected)
+        qid = [p[0]["query_id"] for p in picked] + [q["query_id"] for q in rejected]
+        cols = {
+            "query_id": qid,
+            "query": [p[0]["query"] for p in picked] + [q["query"] for q in rejected],
+            "doc_id": docs.column("doc_id").to_pylist() + [None] * m,
+            "title": docs.column("title").to_pylist() + [None] * m,
+            "text": docs.column("text").to_pylist() + [None] * m,
+            "doc_meta": meta + [None] * m,
+            "source": [p[2] for p in picked] + [None] * m,
+            "bm25_rank": [p[3] for p in picked] + [None] * m,
+            "bm25_score": [p[4] for p in picked] + [None] * m,
+            "split": [p[5] for p in picked] + [None] * m,
+            "_key": qid,
+            "_status": ["ok"] * n + ["rejected"] * m,
+            "_reason": [None] * n + ["unknown_seed"] * m,
+            "_detail": [None] * n + [f"seed document {q['seed_doc_id']!r} is not in the index" for q in rejected],
+            "_raw": [None] * (n + m),
+        }
         types = {f.name: f.type for f in PAIRS}
-        return pa.table({c: pa.array([r.get(c) for r in out], type=types.get(c, pa.string())) for c in cols})
+        return pa.table({c: pa.array(v, type=types.get(c, pa.string())) for c, v in cols.items()})
 
     def __del__(self):
         try:
