@@ -21,6 +21,13 @@ def _common(p: argparse.ArgumentParser, out_required: bool = False):
     p.add_argument("--force", action="store_true", help="redo the stages even when their output is up to date")
 
 
+def _pairs_args(p: argparse.ArgumentParser):
+    p.add_argument("--pairs", help="JSONL/Parquet file or folder (local or a URI) with query_id, query, "
+                                   "doc_id, text [, title]; streamed, any size")
+    p.add_argument("--corpus", help="docs JSONL/Parquet, or a run with a corpus stage: the text of pairs "
+                                    "that give only query_id, query, doc_id")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="labeler", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -34,10 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
     p = sub.add_parser("judge", help="teacher-grade pairs: the pipeline's stage, or --pairs FILE standalone")
     _common(p)
-    p.add_argument("--pairs", help="JSONL/Parquet with query_id, query, doc_id, text [, title]")
+    _pairs_args(p)
     p = sub.add_parser("label", help="label pairs with a model: the pipeline's stage, or --pairs standalone")
     _common(p)
-    p.add_argument("--pairs", help="JSONL/Parquet with query_id, query, doc_id, text [, title]")
+    _pairs_args(p)
     p.add_argument("--model", help="model folder (default: the run's distilled student)")
     sub.add_parser("evaluate", help="agreement of labels with reference qrels (see `labeler evaluate -h`)",
                    add_help=False)
@@ -118,20 +125,21 @@ def _quiet_ray() -> None:
 def _standalone(args, cfg, out: Path) -> int:
     """Grade a given pairs file into OUT/judgments.parquet (judge) or OUT/labels.parquet (label).
 
-    The export has exactly one row per input pair (failed ones with status "failed" and their
-    reason); the resumable work and the rejected rows with raw outputs stay in OUT/.labeler/,
-    which Parquet dataset readers skip.
+    The pairs are streamed (labeler.label), never read whole. The export has exactly one row per
+    input row (failed ones with status "failed", their reason and `input_row`, the file:line they
+    came from); the resumable work and the rejected rows with raw outputs stay in OUT/.labeler/,
+    which Parquet dataset readers skip. The export and the qrels are written part by part.
     """
     import hashlib
 
-    from .judge import grade_pairs, read_pairs
-    from .pipeline import _grade_stats
-    from .qrels import write_qrels
+    from .judge import PairsInput, grade_pairs
+    from .label import with_input_row
     from .raycluster import init_ray
     from .schema import JUDGMENTS, LABELS
     from .store import RunStore, write_json_atomic
 
-    pairs = read_pairs(args.pairs)
+    pairs = PairsInput(args.pairs)
+    pairs.check_columns(bool(args.corpus))
     engine = cfg.judge.engine
     if args.cmd == "label":
         if not (args.model or cfg.label.engine):
@@ -139,31 +147,69 @@ def _standalone(args, cfg, out: Path) -> int:
         engine = EngineConfig(**{**(cfg.label.engine or cfg.judge.engine).model_dump(),
                                  **({"model": args.model} if args.model else {})})
     store = RunStore(out / ".labeler")
+    where = lambda p: p if "://" in p else str(Path(p).resolve())  # noqa: E731
     fp = hashlib.sha256(json.dumps([args.cmd, engine.model_dump(mode="json"), cfg.judge.grading.model_dump(mode="json"),
-                                    str(Path(args.pairs).resolve())]).encode()).hexdigest()[:16]
+                                    where(args.pairs), args.corpus and where(args.corpus)]).encode()).hexdigest()[:16]
     if store.is_done(args.cmd, fp) and not args.force:
         print(f"[{args.cmd}] up to date in {out}", file=sys.stderr)
     else:
         init_ray(cfg.ray)
-        w = store.writer(args.cmd, fp, JUDGMENTS if args.cmd == "judge" else LABELS)
-        n = grade_pairs(w, pairs, engine, cfg.judge.grading, cfg.seed)
-        extra = {**_grade_stats(w.data()), "model": engine.model, "pairs": str(args.pairs)}
+        w = store.writer(args.cmd, fp, with_input_row(JUDGMENTS if args.cmd == "judge" else LABELS))
+        n = grade_pairs(w, pairs, engine, cfg.judge.grading, cfg.seed, corpus=args.corpus)
+        extra = {**_part_stats(w.work / "data"), "model": engine.model, "pairs": str(args.pairs),
+                 "corpus": args.corpus}
         w.publish(n, config={"engine": engine.model_dump(mode="json"), "grading": cfg.judge.grading.model_dump(mode="json")},
                   upstream={}, extra=extra)
     name = "judgments" if args.cmd == "judge" else "labels"
-    table = store.table(args.cmd).sort_by([("query_id", "ascending"), ("doc_id", "ascending")])
-    import pyarrow.parquet as pq
-    tmp = out / f".{name}.parquet.tmp"
-    pq.write_table(table, tmp)
-    tmp.replace(out / f"{name}.parquet")
-    # Underscore: dataset readers that open OUT as Parquet skip it.
-    write_qrels(table, out / f"_{name}.qrels")
+    _export(store.files(args.cmd), out / f"{name}.parquet", out / f"_{name}.qrels")
     m = store.manifest(args.cmd)
     write_json_atomic(m, out / "_manifest.json")
     _quiet_ray()  # worker logs forwarded to stdout must not follow the final JSON line
     print(json.dumps({"output": str(out / f"{name}.parquet"), "qrels": str(out / f"_{name}.qrels"),
                       **{k: m[k] for k in ("rows_in", "rows_out", "rows_rejected", "rejected_by_reason", "wall_s")}}))
     return 0
+
+
+def _part_stats(folder: Path) -> dict:
+    """pipeline._grade_stats summed part by part (memory: one part, whatever the run's size)."""
+    import pyarrow.parquet as pq
+
+    from .pipeline import _grade_stats
+
+    total: dict = {"grade_counts": {}, "tokens_in": 0}
+    for f in sorted(folder.glob("part-*.parquet")):
+        s = _grade_stats(pq.read_table(f, columns=["status", "grade", "prompt_tokens", "truncated"]))
+        for k, v in s.items():
+            if isinstance(v, dict):
+                for g, c in v.items():
+                    total[k][g] = total[k].get(g, 0) + c
+            else:
+                total[k] = total.get(k, 0) + v
+    total["grade_counts"] = dict(sorted(total["grade_counts"].items()))
+    return total
+
+
+def _export(parts: list[str], dest: Path, qrels: Path) -> None:
+    """Parts -> one Parquet file and TREC qrels, streamed part by part, each written atomically."""
+    import pyarrow.parquet as pq
+
+    from .qrels import write_qrels
+
+    tmp, tmp_q, one = dest.with_name(f".{dest.name}.tmp"), qrels.with_name(f".{qrels.name}.tmp"), qrels.with_name(f".{qrels.name}.part")
+    writer = None
+    with open(tmp_q, "w", encoding="utf-8") as q:
+        for p in parts:
+            t = pq.read_table(p)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, t.schema)
+            writer.write_table(t)
+            write_qrels(t, one)
+            q.write(one.read_text(encoding="utf-8"))
+    if writer is not None:
+        writer.close()
+        tmp.replace(dest)
+    one.unlink(missing_ok=True)
+    tmp_q.replace(qrels)
 
 
 def print_summary(summary: dict) -> None:

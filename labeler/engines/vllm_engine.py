@@ -1,12 +1,14 @@
 """vLLM offline engine: the throughput path, one instance per Ray actor (one per GPU on a cluster)."""
 from __future__ import annotations
 
+import math
 import os
-from typing import Optional, Sequence
+from functools import cached_property
+from typing import Sequence
 
 from .. import models
 from ..config import EngineConfig
-from .base import Completion, Engine, GradeResult, grade_from_top_logprobs
+from .base import GRADE_STRINGS, Completion, Engine, GradeResult, grade_from_top_logprobs
 
 
 def _on_gpu() -> bool:
@@ -39,19 +41,41 @@ class VLLMEngine(Engine):
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
 
-    def _fits(self, prompts: Sequence[str]) -> list[Optional[int]]:
-        """Token counts, or None for prompts too long for the engine (vLLM would fail the batch)."""
-        out = []
-        for p in prompts:
-            n = len(self.tokenizer.encode(p, add_special_tokens=False))
-            out.append(n if n < self.cfg.max_model_len else None)
+    def encode(self, prompts: Sequence) -> list[list[int]]:
+        """Token ids of each prompt; lists of ids (already tokenized prompts) pass through."""
+        out = [None] * len(prompts)
+        text = [i for i, p in enumerate(prompts) if isinstance(p, str)]
+        if text:
+            # One batched call into the Rust tokenizer instead of one Python call per prompt.
+            ids = self.tokenizer([prompts[i] for i in text], add_special_tokens=False)["input_ids"]
+            for i, x in zip(text, ids):
+                out[i] = x
+        for i, p in enumerate(prompts):
+            if out[i] is None:
+                out[i] = list(p)
         return out
+
+    def _fits(self, ids: list[list[int]]) -> list[bool]:
+        """Prompts vLLM can take (a too-long prompt fails its whole batch in vLLM)."""
+        return [len(x) < self.cfg.max_model_len for x in ids]
+
+    @cached_property
+    def grade_of_token(self) -> dict[int, str]:
+        """Every vocabulary id that decodes to a grade digit (' 2', '2', ...) -> that digit.
+
+        Logprobs are then read by id, so vLLM need not detokenize the top candidates of every
+        pair (detokenize=False), which is a large part of its per-request work for 1-token outputs.
+        """
+        size = len(self.tokenizer)
+        texts = self.tokenizer.batch_decode([[i] for i in range(size)])
+        return {i: t.strip() for i, t in enumerate(texts) if t.strip() in GRADE_STRINGS}
 
     def generate(self, prompts, *, max_tokens, temperature, seeds=None):
         from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
 
-        sizes = self._fits(prompts)
-        ok = [i for i, n in enumerate(sizes) if n is not None]
+        ids = self.encode(prompts)
+        ok = [i for i, fits in enumerate(self._fits(ids)) if fits]
         results: list[Completion] = [
             Completion(None, error="prompt_too_long",
                        detail=f"prompt exceeds max_model_len={self.cfg.max_model_len} tokens")
@@ -59,45 +83,43 @@ class VLLMEngine(Engine):
         if ok:
             params = [SamplingParams(max_tokens=max_tokens, temperature=temperature,
                                      seed=None if seeds is None else seeds[i]) for i in ok]
-            outs = self.llm.generate([prompts[i] for i in ok], params, use_tqdm=False)
+            outs = self.llm.generate([TokensPrompt(prompt_token_ids=ids[i]) for i in ok], params, use_tqdm=False)
             for i, o in zip(ok, outs):
                 c = o.outputs[0]
                 results[i] = Completion(c.text, len(o.prompt_token_ids), len(c.token_ids))
         return results
 
     def grade(self, prompts, *, top_logprobs=20):
-        from vllm import SamplingParams
+        """One forward pass per prompt (text or token ids), read as a grade distribution.
 
-        sizes = self._fits(prompts)
-        ok = [i for i, n in enumerate(sizes) if n is not None]
-        results = [GradeResult(error="prompt_too_long",
+        Prompts are tokenized once here and handed to vLLM as token ids (vLLM would otherwise
+        tokenize them again), and the top logprobs are matched to the grade tokens by id.
+        """
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        ids = self.encode(prompts)
+        ok = [i for i, fits in enumerate(self._fits(ids)) if fits]
+        results = [GradeResult(error="prompt_too_long", prompt_tokens=len(ids[i]),
                                detail=f"prompt exceeds max_model_len={self.cfg.max_model_len} tokens")
-                   for _ in prompts]
+                   for i in range(len(prompts))]
         if ok:
-            params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=top_logprobs)
-            outs = self.llm.generate([prompts[i] for i in ok], params, use_tqdm=False)
+            params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=top_logprobs, detokenize=False)
+            outs = self.llm.generate([TokensPrompt(prompt_token_ids=ids[i]) for i in ok], params, use_tqdm=False)
+            grade_of = self.grade_of_token
             for i, o in zip(ok, outs):
                 c = o.outputs[0]
                 top = {}
                 if c.logprobs:
                     for tok_id, lp in c.logprobs[0].items():
-                        token = lp.decoded_token if lp.decoded_token is not None else self.tokenizer.decode([tok_id])
-                        # Several ids can decode alike; keep them all (probabilities add up per grade).
-                        top[f"{token}\x00{tok_id}"] = lp.logprob
-                probs, mass = grade_from_top_logprobs(_merge_same(top))
-                r = GradeResult(probs=probs, mass=mass, prompt_tokens=len(o.prompt_token_ids), raw=c.text)
+                        g = grade_of.get(tok_id)
+                        if g is not None:  # ' 2' and '2' add up (logsumexp) per grade
+                            top[g] = math.log(math.exp(top[g]) + math.exp(lp.logprob)) if g in top else lp.logprob
+                probs, mass = grade_from_top_logprobs(top)
+                r = GradeResult(probs=probs, mass=mass, prompt_tokens=len(ids[i]))
                 if probs is None:
-                    r.error = "no_grade_token"
-                    r.detail = f"none of the top-{top_logprobs} next tokens is a grade 0-3 (model wrote {c.text!r})"
+                    raw = self.tokenizer.decode(list(c.token_ids))
+                    r.raw, r.error = raw, "no_grade_token"
+                    r.detail = f"none of the top-{top_logprobs} next tokens is a grade 0-3 (model wrote {raw!r})"
                 results[i] = r
         return results
-
-
-def _merge_same(top: dict[str, float]) -> dict[str, float]:
-    """Keys are 'token\\0id'; grade aggregation needs token strings, summing same-string tokens."""
-    import math
-    merged: dict[str, float] = {}
-    for k, lp in top.items():
-        tok = k.split("\x00")[0]
-        merged[tok] = math.log(math.exp(merged[tok]) + math.exp(lp)) if tok in merged else lp
-    return merged
