@@ -86,10 +86,13 @@ class GradeWorker:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
-        prompts = [build_prompt(self.engine, self.template, r, self.grading.max_doc_tokens) for r in rows]
-        results = self.engine.grade([p.prompt for p in prompts], top_logprobs=self.grading.top_logprobs)
-        cols = label_columns(results, [p.truncated for p in prompts], self.engine.model_id,
-                             self.engine.model_version)
+        if self.engine.reads_pairs:  # a cross-encoder reads (query, document) itself, no prompt
+            results, truncated = self.engine.grade_pairs(rows)
+        else:
+            prompts = [build_prompt(self.engine, self.template, r, self.grading.max_doc_tokens) for r in rows]
+            results = self.engine.grade([p.prompt for p in prompts], top_logprobs=self.grading.top_logprobs)
+            truncated = [p.truncated for p in prompts]
+        cols = label_columns(results, truncated, self.engine.model_id, self.engine.model_version)
         cols["_key"] = [pair_key(r["query_id"], r["doc_id"]) for r in rows]
         out = batch
         for name, values in cols.items():

@@ -205,3 +205,24 @@ def make_random_model(out: Path, *, tokenizer_from: str = "offline:smollm2-135m-
     tok.save_pretrained(tmp)
     os.replace(tmp, out)
     return out
+
+
+def make_random_encoder(out: Path, *, tokenizer_from: str = "offline:all-minilm-l6-v2", hidden: int = 128,
+                        layers: int = 2, heads: int = 2, intermediate: int = 256, seed: int = 0) -> Path:
+    """A random-weight BertModel (no head) with MiniLM's tokenizer: the cross-encoder student's base,
+    laid out like all-MiniLM-L6-v2 but small enough for tests and plumbing."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    out = Path(out)
+    if (out / "config.json").is_file():
+        return out
+    tok = AutoTokenizer.from_pretrained(resolve(tokenizer_from))
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                     intermediate_size=intermediate, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:6]}.tmp")
+    BertModel(cfg).save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, out)
+    return out

@@ -55,8 +55,10 @@ LABEL_FIELDS = [
     pa.field("error", pa.string()),                   # the reason code when failed
     pa.field("grade", pa.int8()),
     pa.field("expected_grade", pa.float32()),
-    pa.field("grade_probs", pa.list_(pa.float32())),  # P(grade = 0..3), renormalised over grade tokens
-    pa.field("grade_mass", pa.float32()),             # probability mass the model put on grade tokens
+    # P(grade = 0..3), renormalised over grade tokens. Null for a cross-encoder student: it has a
+    # score, calibrated to expected_grade (grade = that rounded), and no distribution to report.
+    pa.field("grade_probs", pa.list_(pa.float32())),
+    pa.field("grade_mass", pa.float32()),             # probability mass on grade tokens (null: cross-encoder)
     pa.field("model", pa.string()),
     pa.field("model_version", pa.string()),
     pa.field("truncated", pa.bool_()),

@@ -6,6 +6,13 @@ from .base import Completion, Engine, GradeResult, grade_from_text, grade_from_t
 
 
 def make_engine(cfg: EngineConfig, seed: int = 0) -> Engine:
+    from ..rerank import is_cross_encoder
+
+    # A cross-encoder export is graded by its own engine whatever backend the config names, so
+    # `labeler label --model DIR` works with either kind of student.
+    if cfg.backend == "cross_encoder" or is_cross_encoder(cfg.model):
+        from .cross_encoder_engine import CrossEncoderEngine
+        return CrossEncoderEngine(cfg, seed)
     if cfg.backend == "vllm":
         from .vllm_engine import VLLMEngine
         return VLLMEngine(cfg, seed)

@@ -33,14 +33,20 @@ class GradeResult:
     error: Optional[str] = None
     detail: Optional[str] = None
     top: dict = field(default_factory=dict)
+    # A scorer with no grade distribution (a cross-encoder) gives its calibrated expected grade instead.
+    calibrated: Optional[float] = None
 
     @property
     def grade(self) -> Optional[int]:
-        return None if self.probs is None else max(GRADES, key=lambda g: self.probs[g])
+        if self.probs is None:
+            return None if self.calibrated is None else int(math.floor(min(3.0, max(0.0, self.calibrated)) + 0.5))
+        return max(GRADES, key=lambda g: self.probs[g])
 
     @property
     def expected(self) -> Optional[float]:
-        return None if self.probs is None else float(sum(g * p for g, p in zip(GRADES, self.probs)))
+        if self.probs is None:
+            return self.calibrated
+        return float(sum(g * p for g, p in zip(GRADES, self.probs)))
 
 
 def grade_from_top_logprobs(top: dict[str, float]) -> tuple[Optional[list[float]], float]:
@@ -71,6 +77,8 @@ class Engine:
     model_version: str = ""
     # Local engines expose their tokenizer so that prompts can be truncated by tokens.
     tokenizer = None
+    # True for engines that grade pair rows themselves (grade_pairs) instead of prompts.
+    reads_pairs = False
 
     def generate(self, prompts: Sequence, *, max_tokens: int, temperature: float,
                  seeds: Optional[Sequence[int]] = None) -> list[Completion]:

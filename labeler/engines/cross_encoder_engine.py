@@ -1,0 +1,79 @@
+"""A cross-encoder student (labeler.rerank) behind the Engine interface, so `labeler label` and the
+label stage grade pairs with it exactly as with a generative student.
+
+It reads (query, document) pairs, not prompts: its score is mapped to an expected grade by the
+monotone calibration stored with the export, and the grade is that rounded. It has no grade
+distribution, so `grade_probs` and `grade_mass` stay null rather than being made up.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from .. import models
+from ..config import EngineConfig
+from .base import Engine, GradeResult
+
+
+class CrossEncoderEngine(Engine):
+    reads_pairs = True
+
+    def __init__(self, cfg: EngineConfig, seed: int = 0):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from ..rerank import META_FILE
+
+        self.cfg = cfg
+        self.torch = torch
+        path = models.resolve(cfg.model)
+        meta_path = Path(path) / META_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{path} is not a cross-encoder export (no {META_FILE})")
+        self.meta = json.loads(meta_path.read_text())
+        self.max_len = int(self.meta["max_seq_len"])
+        self.model_id = cfg.model
+        self.model_version = models.model_version(path)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32).eval()
+        torch.manual_seed(seed)
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> tuple[list[float], list[bool], list[int]]:
+        """Raw scores of (query, document text) pairs, in batches; which were truncated; token counts."""
+        from ..rerank import encode_pairs
+
+        scores, truncated, n_tokens = [], [], []
+        step = self.cfg.batch_size
+        for i in range(0, len(pairs), step):
+            chunk = pairs[i:i + step]
+            enc, cut, lens = encode_pairs(self.tokenizer, [q for q, _ in chunk], [d for _, d in chunk], self.max_len)
+            with self.torch.no_grad():
+                scores += self.model(**enc).logits.squeeze(-1).float().tolist()
+            truncated += cut
+            n_tokens += lens
+        return scores, truncated, n_tokens
+
+    def grade(self, prompts, *, top_logprobs: int = 20) -> list[GradeResult]:
+        """`prompts` are (query, document text) pairs here."""
+        return self._grade(list(prompts))[0]
+
+    def grade_pairs(self, rows: list[dict]) -> tuple[list[GradeResult], list[bool]]:
+        """Grade pair rows (query, title, text); also says which inputs were cut to max_seq_len tokens."""
+        from ..rerank import pair_text
+
+        return self._grade([(r["query"], pair_text(r)) for r in rows])
+
+    def _grade(self, pairs) -> tuple[list[GradeResult], list[bool]]:
+        from ..rerank import apply_calibration
+
+        cal = self.meta.get("calibration")
+        if not cal:
+            raise ValueError(f"{self.model_id}: the export has no calibration, so its scores cannot be grades")
+        scores, truncated, n_tokens = self.score(pairs)
+        expected = apply_calibration(scores, cal)
+        return [GradeResult(calibrated=float(e), prompt_tokens=int(n), raw=f"score={s:.6g}")
+                for s, e, n in zip(scores, expected, n_tokens)], truncated
+
+    def generate(self, prompts, *, max_tokens, temperature, seeds=None):
+        raise NotImplementedError("a cross-encoder scores pairs; it cannot generate text")

@@ -1,0 +1,167 @@
+"""The cross-encoder student: LCE groups from judgments, training through Ray Train (DDP on gloo),
+resume, export with calibration, labeling through the engine and reranking into a TREC run.
+
+The model is a random-weight 2-layer BertModel with MiniLM's tokenizer (labeler.models.make_random_encoder)."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from labeler.config import CrossEncoderConfig, DistillConfig, EngineConfig, GradeConfig
+from labeler.rerank import (META_FILE, apply_calibration, build_groups, fit_calibration, is_cross_encoder, lce_loss,
+                            rerank, train_cross_encoder)
+from labeler.schema import JUDGMENTS
+
+from conftest import DEMO_DOCS
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder() -> str:
+    from labeler.models import cache_dir, make_random_encoder
+
+    return str(make_random_encoder(cache_dir() / "test-models" / "tiny-bert-h128"))
+
+
+def _judgments(n_queries=8, per_query=6, split="train", failed_every=0) -> pa.Table:
+    """Query i asks for document i's title: that document is graded 3, the other BM25 results 0 or 1."""
+    docs = [json.loads(line) for line in DEMO_DOCS.read_text().splitlines()[: n_queries + per_query]]
+    rows = []
+    for q in range(n_queries):
+        for rank in range(1, per_query + 1):
+            d = docs[(q + rank - 1) % len(docs)]
+            grade = 3 if rank == 1 else (1 if rank == 2 else 0)
+            row = {"query_id": f"{split}-q{q}", "query": docs[q]["title"], "doc_id": d["doc_id"], "title": d["title"],
+                   "text": d["text"][:200], "doc_meta": None, "source": "seed" if rank == 1 else "bm25",
+                   "bm25_rank": rank, "bm25_score": 10.0 - rank, "split": split, "status": "ok", "error": None,
+                   "grade": grade, "expected_grade": grade * 0.9 + 0.05,
+                   "grade_probs": [0.85 if g == grade else 0.05 for g in range(4)], "grade_mass": 0.9,
+                   "model": "teacher", "model_version": "t", "truncated": False, "prompt_tokens": 100}
+            if failed_every and rank > 1 and (q * per_query + rank) % failed_every == 0:
+                row.update(status="failed", error="no_grade_token", grade=None, expected_grade=None, grade_probs=None)
+            rows.append(row)
+    return pa.Table.from_pylist(rows, schema=JUDGMENTS)
+
+
+def _cfg(tiny_encoder, **ce) -> DistillConfig:
+    base = dict(base_model=tiny_encoder, group_size=4, lr=2e-3, epochs=3, batch_groups=2, max_seq_len=96,
+                weight_decay=0.0)
+    return DistillConfig(kind="cross_encoder", num_workers=2, cross_encoder=CrossEncoderConfig(**{**base, **ce}))
+
+
+def test_groups_reconcile_reject_with_reasons_and_never_use_failed_rows():
+    t = _judgments(n_queries=6, per_query=6, failed_every=4)
+    rows = t.to_pylist()
+    # q4: nothing relevant; q5: every pair failed.
+    for r in rows:
+        if r["query_id"] == "train-q4" and r["grade"] == 3:
+            r["grade"], r["expected_grade"] = 1, 1.0
+        if r["query_id"] == "train-q5":
+            r.update(status="failed", error="server_error", grade=None, expected_grade=None, grade_probs=None)
+    t = pa.Table.from_pylist(rows, schema=JUDGMENTS)
+    failed = {(r["query_id"], r["doc_id"]) for r in rows if r["status"] == "failed"}
+    cfg = CrossEncoderConfig(group_size=4, negative_rank_window=(2, 6))
+    gs = build_groups(t, cfg, seed=3)
+    c = gs.counts
+    assert c["queries_in"] == 6 == c["groups"] + c["queries_rejected"]
+    assert c["queries_in"] == gs.groups.num_rows + len(gs.rejected)
+    reasons = {r["key"]: r["reason"] for r in gs.rejected}
+    assert reasons["train-q4"] == "no_positive" and reasons["train-q5"] == "no_graded_pairs"
+    assert c["failed_rows_skipped"] == len(failed)
+    for g in gs.groups.to_pylist():
+        assert len(g["doc_ids"]) == 4 and g["grades"][0] == 3 and all(x < 3 for x in g["grades"][1:])
+        assert not {(g["query_id"], d) for d in g["doc_ids"]} & failed
+        ranks = {r["doc_id"]: r["bm25_rank"] for r in rows if r["query_id"] == g["query_id"]}
+        assert all(2 <= ranks[d] <= 6 for d in g["doc_ids"][1:])
+    # A group of 6 needs 5 negatives below the positive; queries with a failed negative fall short.
+    tight = build_groups(t, CrossEncoderConfig(group_size=6), seed=3)
+    short = [r for r in tight.rejected if r["reason"] == "too_few_negatives"]
+    assert short and all("needs 5" in r["detail"] for r in short)
+    assert tight.counts["groups"] + tight.counts["queries_rejected"] == 6
+    # Deterministic for a seed.
+    assert build_groups(t, cfg, seed=3).groups.equals(gs.groups)
+
+
+def test_lce_loss_and_calibration_are_what_they_claim():
+    import torch
+
+    scores = torch.tensor([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
+    assert float(lce_loss(scores)) == pytest.approx(float(torch.nn.functional.cross_entropy(
+        scores, torch.zeros(2, dtype=torch.long))))
+    assert float(lce_loss(scores[:1])) < 0.02 < float(lce_loss(scores[1:]))
+    # A higher temperature flattens the softmax: the confident-and-right group's loss grows.
+    assert float(lce_loss(scores[:1], temperature=5.0)) > float(lce_loss(scores[:1]))
+    cal = fit_calibration([-2, -1, 0, 1, 2, 3], [0, 0.2, 1.1, 0.9, 2.5, 3.0])
+    out = apply_calibration([-10, -1.5, 0.5, 10], cal)
+    assert list(out) == sorted(out) and 0 <= out[0] and out[-1] <= 3  # monotone, clipped to the scale
+    assert out[0] == pytest.approx(0.0) and out[-1] == pytest.approx(3.0)
+
+
+@pytest.mark.slow
+def test_lce_trains_resumes_exports_labels_and_reranks(tiny_encoder, tmp_path, ray_local):
+    from labeler.engines import make_engine
+    from labeler.grading import GradeWorker
+    from labeler.qrels import read_run
+
+    train = _judgments(n_queries=8, per_query=6, failed_every=5)
+    heldout = _judgments(n_queries=4, per_query=6, split="heldout")
+    storage, export = tmp_path / "ray", tmp_path / "student"
+    stats = train_cross_encoder(_cfg(tiny_encoder, epochs=2), train, heldout, storage, export, seed=1, k=5)
+    hist = stats["history"]
+    assert [h["epoch"] for h in hist] == [0, 1]
+    assert stats["groups"]["queries_in"] == 8 == stats["groups"]["groups"] + stats["groups"]["queries_rejected"]
+    assert all(h["val_loss"] is not None and h["val_agreement"]["n_labeled"] == 24 for h in hist)
+
+    # Resume: the same storage with more epochs continues at epoch 2 from the saved weights and optimizer.
+    more = train_cross_encoder(_cfg(tiny_encoder, epochs=4), train, heldout, storage, export, seed=1, k=5)
+    hist2 = more["history"]
+    assert [h["epoch"] for h in hist2] == [0, 1, 2, 3]
+    assert hist2[:2] == hist  # the first two epochs come from the checkpoint, not a rerun
+    losses = [h["train_loss"] for h in hist2]
+    assert losses[-1] < losses[0], losses
+
+    # The export: model, tokenizer and calibration; the engine labels pairs with grades 0..3.
+    assert is_cross_encoder(export) and not (export / "optimizer.pt").exists()
+    meta = json.loads((export / META_FILE).read_text())
+    assert meta["calibration"]["n_pairs"] == int(pc.sum(pc.equal(train.column("status"), "ok")).as_py())
+    engine = make_engine(EngineConfig(backend="vllm", model=str(export)))  # auto-detected
+    assert type(engine).__name__ == "CrossEncoderEngine"
+    worker = GradeWorker(EngineConfig(backend="cross_encoder", model=str(export), batch_size=8), GradeConfig())
+    pairs = heldout.select(["query_id", "query", "doc_id", "title", "text", "doc_meta", "source", "bm25_rank",
+                            "bm25_score", "split"])
+    long = pairs.slice(0, 1).to_pylist()[0]
+    long.update(doc_id="long-doc", text="policy " * 2000)
+    pairs = pa.concat_tables([pairs, pa.Table.from_pylist([long], schema=pairs.schema)])
+    out = worker(pairs)
+    grades = out.column("grade").to_pylist()
+    assert out.num_rows == pairs.num_rows and set(out.column("status").to_pylist()) == {"ok"}
+    assert all(g in (0, 1, 2, 3) for g in grades)
+    exp = out.column("expected_grade").to_pylist()
+    assert all(0 <= e <= 3 and g == int(e + 0.5) for e, g in zip(exp, grades))
+    assert out.column("grade_probs").null_count == out.num_rows  # no distribution is made up
+    assert out.column("truncated").to_pylist() == [False] * (pairs.num_rows - 1) + [True]
+    assert max(out.column("prompt_tokens").to_pylist()) == 96
+    assert stats["heldout_agreement"]["n_labeled"] == 24
+
+    # Reranking BM25's top 4 per query into a TREC run.
+    run_path = tmp_path / "rerank.run"
+    run = rerank(heldout, export, run_path, depth=4)
+    back = read_run(run_path)
+    assert back.keys() == run.keys() and all(len(d) == 4 for d in back.values())
+    first = run_path.read_text().splitlines()[0].split()
+    assert first[3] == "1" and first[2] == max(run[first[0]], key=run[first[0]].get)
+
+
+@pytest.mark.slow
+def test_pointwise_mode_trains_and_loss_falls(tiny_encoder, tmp_path, ray_local):
+    train = _judgments(n_queries=6, per_query=4)
+    stats = train_cross_encoder(_cfg(tiny_encoder, loss="pointwise", epochs=3, batch_groups=1), train,
+                                _judgments(n_queries=2, per_query=4, split="heldout"),
+                                tmp_path / "ray", tmp_path / "student", seed=2)
+    losses = [h["train_loss"] for h in stats["history"]]
+    assert stats["groups"] is None and stats["train_rows"] == 24
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    assert all(h["val_loss"] is not None for h in stats["history"])
+    assert is_cross_encoder(tmp_path / "student")
