@@ -8,10 +8,12 @@ teacher's grade distribution. The same code runs on CPU workers (gloo) and GPUs 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import pyarrow as pa
 
@@ -19,6 +21,7 @@ from . import models
 from .config import DistillConfig, GradeConfig, merge_dicts
 from .grading import build_prompt, grade_target_ids
 from .prompts import load_template
+from .schema import GRADES
 
 
 def training_examples(judgments: pa.Table, tokenizer, grading: GradeConfig, max_seq_len: int) -> tuple[pa.Table, list[dict]]:
@@ -38,6 +41,57 @@ def training_examples(judgments: pa.Table, tokenizer, grading: GradeConfig, max_
     schema = pa.schema([("query_id", pa.string()), ("doc_id", pa.string()), ("input_ids", pa.list_(pa.int32())),
                         ("grade", pa.int8()), ("teacher_probs", pa.list_(pa.float32()))])
     return pa.Table.from_pylist(rows, schema=schema), rejected
+
+
+def grade_counts(grades) -> dict[str, int]:
+    """Examples per grade, all four listed (a grade the teacher never gave shows as 0)."""
+    out = {str(g): 0 for g in GRADES}
+    for g in grades:
+        out[str(int(g))] += 1
+    return out
+
+
+def balance_examples(examples: pa.Table, mode: str, seed: int = 0) -> tuple[pa.Table, dict]:
+    """Counter the grade imbalance (mostly 0s and 1s) before training; adds a per-example `weight`.
+
+    reweight: weights n / (k * n_g) over the k grades present, so every grade carries the same
+    total weight and the mean weight stays 1; oversample: rarer grades repeated (then a random
+    draw) up to the most common grade's count, shuffled. Returns the table and the grade mix the
+    loss sees (weighted counts per grade).
+    """
+    import numpy as np
+
+    grades = np.asarray(examples.column("grade").to_pylist(), dtype=int)
+    present = sorted(set(grades.tolist()))
+    weights = np.ones(len(grades))
+    if mode == "reweight" and len(grades):
+        n_g = {g: int((grades == g).sum()) for g in present}
+        weights = np.array([len(grades) / (len(present) * n_g[g]) for g in grades])
+    elif mode == "oversample" and len(grades):
+        rng = np.random.default_rng(seed)
+        top = max(int((grades == g).sum()) for g in present)
+        idx = []
+        for g in present:
+            members = np.flatnonzero(grades == g)
+            reps, rest = divmod(top, len(members))
+            idx += [*np.tile(members, reps), *rng.choice(members, rest, replace=False)]
+        examples = examples.take(rng.permutation(np.asarray(idx)))
+        grades, weights = grades[np.asarray(idx)], np.ones(len(idx))
+    elif mode != "none":
+        raise ValueError(f"balance must be none, reweight or oversample, got {mode!r}")
+    examples = examples.append_column("weight", pa.array(weights, pa.float32()))
+    mix = {str(g): round(float(weights[grades == g].sum()), 4) for g in GRADES}
+    return examples, mix
+
+
+def validation_agreement(reference: pa.Table, predicted: pa.Table, k: int = 10) -> dict:
+    """The headline agreement figures (labeler.evaluate.agreement) of a validation pass, JSON-safe."""
+    from .evaluate import agreement, json_safe
+
+    m = agreement(reference, predicted, k=k)
+    keys = ["n_labeled", "accuracy", "mae", "cohen_kappa", "weighted_kappa", "spearman", "kendall",
+            "pairwise_accuracy", f"ndcg@{k}"]
+    return json_safe({key: m.get(key) for key in keys})
 
 
 def deepspeed_config(cfg: DistillConfig, world: int) -> dict:
@@ -100,32 +154,109 @@ def _train_loop(config: dict) -> None:
     for epoch in range(start_epoch, cfg.epochs):
         engine.train()
         total, n = 0.0, 0
+        mix = torch.zeros(len(GRADES), dtype=torch.float64)  # weighted grades the loss saw this epoch
         it = shard.iter_batches(batch_size=cfg.micro_batch_size, batch_format="pyarrow", drop_last=True)
         for step, batch in enumerate(it):
             if step >= micro_steps:
                 break
             seqs = batch.column("input_ids").to_pylist()
-            width = max(len(s) for s in seqs)
-            # Left padding puts every prompt's last token at position -1; explicit position ids keep
-            # each prompt's positions as at inference, where nothing is padded.
-            ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=device)
-            mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=device)
-            pos = (mask.cumsum(1) - 1).clamp(min=0)
-            out = engine(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1)
-            logits = out.logits[:, -1, :].float()
-            target = grade_ids[torch.tensor(batch.column("grade").to_pylist(), device=device).long()]
-            loss = F.cross_entropy(logits, target)
-            if cfg.kl_weight > 0:
-                teacher = torch.tensor(batch.column("teacher_probs").to_pylist(), device=device).float()
-                student = logits[:, grade_ids].log_softmax(-1)
-                loss = loss + cfg.kl_weight * F.kl_div(student, teacher, reduction="batchmean")
+            logits = _last_logits(engine, torch, seqs, pad, device)
+            grades = torch.tensor(batch.column("grade").to_pylist(), device=device).long()
+            weight = (torch.tensor(batch.column("weight").to_pylist(), device=device).float()
+                      if "weight" in batch.column_names else torch.ones(len(seqs), device=device))
+            loss = (weight * _example_loss(F, logits, grades, grade_ids, batch, cfg.kl_weight, device)).mean()
             engine.backward(loss)
             engine.step()
             total += float(loss.detach())
             n += 1
-        metrics = {"epoch": epoch, "train_loss": total / max(n, 1), "micro_steps": n}
+            mix.index_add_(0, grades.cpu(), weight.detach().cpu().double())
+        metrics = {"epoch": epoch, "train_loss": total / max(n, 1), "micro_steps": n,
+                   "loss_grade_mix": _all_reduce_sum(mix, world),
+                   **_validate(engine, F, torch, pad, grade_ids, cfg, config, rank, world)}
         history.append(metrics)
         _report(engine, tokenizer, cfg, {**metrics, "history": history}, rank)
+
+
+def _last_logits(engine, torch, seqs: list[list[int]], pad: int, device):
+    """Next-token logits after each prompt."""
+    width = max(len(s) for s in seqs)
+    # Left padding puts every prompt's last token at position -1; explicit position ids keep
+    # each prompt's positions as at inference, where nothing is padded.
+    ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=device)
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=device)
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    out = engine(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1)
+    return out.logits[:, -1, :].float()
+
+
+def _example_loss(F, logits, grades, grade_ids, batch: pa.Table, kl_weight: float, device):
+    """Per example: CE on the teacher's grade token, plus kl_weight x KL(teacher || student over grades)."""
+    import torch
+
+    loss = F.cross_entropy(logits, grade_ids[grades], reduction="none")
+    if kl_weight > 0:
+        teacher = torch.tensor(batch.column("teacher_probs").to_pylist(), device=device).float()
+        student = logits[:, grade_ids].log_softmax(-1)
+        loss = loss + kl_weight * F.kl_div(student, teacher, reduction="none").sum(-1)
+    return loss
+
+
+def _all_reduce_sum(t, world: int) -> dict:
+    if world > 1:
+        import torch.distributed as dist
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return {str(g): round(float(v), 4) for g, v in zip(GRADES, t.tolist())}
+
+
+def _validate(engine, F, torch, pad: int, grade_ids, cfg: DistillConfig, config: dict, rank: int, world: int) -> dict:
+    """Held-out loss (the training objective, unweighted) and agreement with the teacher's labels.
+
+    Each rank scores every world-th held-out example; all ranks run the same number of forward
+    passes (ZeRO-3 gathers parameters collectively in forward), padding their share if needed.
+    """
+    n = config.get("n_heldout") or 0
+    if not n:
+        return {"val_loss": None, "val_agreement": None}
+    import ray.train
+
+    rows = [r for b in ray.train.get_dataset_shard("heldout").iter_batches(batch_size=256, batch_format="pyarrow")
+            for r in b.to_pylist()]
+    mine = rows[rank::world]
+    mb = cfg.micro_batch_size
+    passes = math.ceil(math.ceil(n / world) / mb)
+    engine.eval()
+    loss_sum, preds = 0.0, []
+    with torch.no_grad():
+        for i in range(passes):
+            chunk = mine[i * mb:(i + 1) * mb]
+            real = len(chunk)
+            chunk = chunk or rows[:1]  # a dummy pass keeps the ranks in step
+            batch = pa.Table.from_pylist(chunk)
+            logits = _last_logits(engine, torch, batch.column("input_ids").to_pylist(), pad, engine.device)
+            grades = torch.tensor(batch.column("grade").to_pylist(), device=engine.device).long()
+            loss = _example_loss(F, logits, grades, grade_ids, batch, cfg.kl_weight, engine.device)[:real]
+            probs = logits[:, grade_ids].softmax(-1)[:real]
+            loss_sum += float(loss.sum())
+            for r, p in zip(chunk[:real], probs.tolist()):
+                preds.append((r["query_id"], r["doc_id"], int(r["grade"]), max(range(4), key=lambda g: p[g]),
+                              sum(g * x for g, x in enumerate(p))))
+    engine.train()
+    if world > 1:
+        import torch.distributed as dist
+        parts = [None] * world
+        dist.all_gather_object(parts, (loss_sum, preds))
+    else:
+        parts = [(loss_sum, preds)]
+    preds = [x for p in parts for x in p[1]]
+    out = {"val_loss": sum(p[0] for p in parts) / max(len(preds), 1), "val_pairs": len(preds), "val_agreement": None}
+    if rank == 0 and preds:
+        ref = pa.table({"query_id": [p[0] for p in preds], "doc_id": [p[1] for p in preds],
+                        "grade": pa.array([p[2] for p in preds], pa.int8())})
+        pred = pa.table({"query_id": ref.column("query_id"), "doc_id": ref.column("doc_id"),
+                         "grade": pa.array([p[3] for p in preds], pa.int8()),
+                         "expected_grade": pa.array([p[4] for p in preds], pa.float64())})
+        out["val_agreement"] = validation_agreement(ref, pred, config.get("k", 10))
+    return out
 
 
 def freeze_below(model, n: int) -> None:
@@ -162,10 +293,14 @@ def _report(engine, tokenizer, cfg: DistillConfig, metrics: dict, rank: int) -> 
 
 
 def train(cfg: DistillConfig, grading: GradeConfig, examples: pa.Table, storage: Path, export: Path,
-          seed: int = 0) -> dict:
-    """Fit the student; the final checkpoint is exported as a Hugging Face folder at `export`."""
+          seed: int = 0, heldout: Optional[pa.Table] = None, k: int = 10) -> dict:
+    """Fit the student; the final checkpoint is exported as a Hugging Face folder at `export`.
+
+    `heldout` (training_examples of the held-out judge rows) is scored after every epoch: its
+    loss and the agreement with the teacher go into the Ray Train metrics and the history.
+    """
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from transformers import AutoTokenizer
 
@@ -174,7 +309,13 @@ def train(cfg: DistillConfig, grading: GradeConfig, examples: pa.Table, storage:
     template = load_template(grading.prompt)
     loop_cfg = {"distill": cfg.model_dump(mode="json"), "base_path": base, "seed": seed,
                 "grade_ids": grade_target_ids(tok, template.assistant_prefix),
-                "n_examples": examples.num_rows}
+                "n_heldout": 0 if heldout is None else heldout.num_rows, "k": k}
+    counts = grade_counts(examples.column("grade").to_pylist())
+    examples, loss_mix = balance_examples(examples, cfg.balance, seed)
+    loop_cfg["n_examples"] = examples.num_rows
+    datasets = {"train": ray.data.from_arrow(examples)}
+    if heldout is not None and heldout.num_rows:
+        datasets["heldout"] = ray.data.from_arrow(heldout)
     env = {"OMP_NUM_THREADS": str(max(1, int(cfg.cpus_per_worker)))}
     if not cfg.use_gpu:
         env["DS_ACCELERATOR"] = "cpu"
@@ -188,7 +329,8 @@ def train(cfg: DistillConfig, grading: GradeConfig, examples: pa.Table, storage:
         run_config=RunConfig(name="distill", storage_path=str(storage.resolve()),
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=1)),
-        datasets={"train": ray.data.from_arrow(examples)},
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+        datasets=datasets,
     )
     result = trainer.fit()
     if result.checkpoint is None:
@@ -199,4 +341,5 @@ def train(cfg: DistillConfig, grading: GradeConfig, examples: pa.Table, storage:
         shutil.copytree(d, export)
     state = json.loads((export / "train_state.json").read_text())
     return {"train_loss": state.get("train_loss"), "history": state.get("history", []), "epochs": cfg.epochs,
-            "examples": examples.num_rows, "metrics": result.metrics}
+            "examples": examples.num_rows, "grade_counts": counts, "balance": cfg.balance,
+            "loss_grade_mix": loss_mix, "heldout_examples": loop_cfg["n_heldout"], "metrics": result.metrics}
