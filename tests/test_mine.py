@@ -253,3 +253,19 @@ def test_medquad_index_and_mine(tmp_path):
             seed = r["query_id"][1:]
             assert r["doc_id"] != ids[int(seed)]
             assert not near_duplicate(r["text"], text[ids[int(seed)]], 0.7)
+
+
+def test_bm25s_numba_kernels_rank_exactly_like_numpy(demo_indexes, monkeypatch):
+    """The numba search path (the default when numba is installed) is a speed-up only."""
+    queries = ["vpn setup on a new laptop", "expense report deadline", "login outage postmortem",
+               "the the and", "onboarding checklist for engineers"]
+    monkeypatch.setenv("LABELER_BM25S_NUMBA", "0")
+    plain = open_index(demo_indexes["bm25s"])
+    assert plain.retriever.backend != "numba"
+    monkeypatch.setenv("LABELER_BM25S_NUMBA", "1")
+    fast = open_index(demo_indexes["bm25s"])
+    assert fast.retriever.backend == "numba"
+    a, b = plain.search(queries, 10), fast.search(queries, 10)
+    assert [[r for r, _ in h] for h in a] == [[r for r, _ in h] for h in b]
+    assert [s for h in a for _, s in h] == pytest.approx([s for h in b for _, s in h], rel=1e-5)
+    assert a[3] == [] and len(a[0]) == 10  # a stopword-only query finds nothing, on either path
