@@ -83,8 +83,10 @@ def run_actor_stage(writer: StageWriter, todo: pa.Table, *, worker, ctor_kwargs:
     if todo.num_rows == 0:
         Progress(writer.stage, total, total).update(0)
         return
-    n_blocks = max(1, min(200, -(-todo.num_rows // batch_size)))
-    ds = ray.data.from_arrow(todo).repartition(n_blocks)
+    # One block per batch, cut on the driver: `repartition` would be an all-to-all barrier before the
+    # first row reaches an actor (it was 60% of the mine stage's time over 10k queries).
+    step = max(batch_size, -(-todo.num_rows // 200))
+    ds = ray.data.from_arrow([todo.slice(i, step) for i in range(0, todo.num_rows, step)])
     out = ds.map_batches(worker, fn_constructor_kwargs=ctor_kwargs, batch_size=batch_size,
                          batch_format="pyarrow", zero_copy_batch=True, **pool)
     stream_into(writer, out, total=total, done=total - todo.num_rows, on_ok=on_ok, keep_failed=keep_failed)
