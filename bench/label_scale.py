@@ -1,0 +1,385 @@
+"""Offline labeling at scale: the project's label stage (`labeler label ... --pairs`, Ray Data +
+vLLM actors) against, on the same prompts, in the same run:
+
+- `vllm_direct`: vLLM `LLM.generate` called directly in one process (the ceiling; the pipeline's
+  ratio to it is its overhead). Prompts are built before the clock starts; timed: generate plus
+  reading the grade from the logprobs. `pairs_per_s` excludes the engine start, `_incl_start` not.
+- `ray_data_llm`: Ray Data's own vLLM processor (`ray.data.llm`, what users would otherwise pick),
+  reading the prompts from Parquet and writing its outputs to Parquet, with Ray and engine start.
+- `hf_transformers`: the naive way, `generate` per batch of 32, on a sample (`--hf-sample`).
+- `teacher`: the embedded teacher (Qwen2.5-Coder-1.5B) through direct vLLM on a sample
+  (`--teacher-sample`), with its own chat template: `student_to_teacher` is the direct-vLLM
+  student's pairs/s over the teacher's (the paper reports 17x).
+
+The pipeline's `wall_s` is the whole command (Ray start, engine start, the keys pre-pass, the
+export); `steady_pairs_per_s` is the rate between its first and last written part. `peak_rss_mb`
+is the driver plus its Ray workers (bench/mine.py's RssSampler) for the pipeline, and the
+process's and its children's peak (ru_maxrss) for the single-process baselines.
+
+    .venv/bin/python bench/label_scale.py --pairs 1000000                       # random model, head_dim 64
+    .venv/bin/python bench/label_scale.py --pairs 10000 --model out/demo/distill/artifacts/model
+    .venv/bin/python bench/label_scale.py --pairs 100000 --only pipeline         # memory vs size
+
+Pairs are synthetic: short intranet-like titles, 40-80-word texts and 2-6-word queries, ten
+documents per query and twenty pairs per document. The last line is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from mine import RssSampler  # noqa: E402  (driver + Ray workers, shared with the mining benchmark)
+
+WORDS = ("vpn access policy expense report travel laptop onboarding payroll benefits security password reset "
+         "wiki team project roadmap release incident outage postmortem budget forecast quarterly review hiring "
+         "interview contract vendor invoice approval workflow ticket support escalation customer account billing "
+         "migration database backup restore cluster deploy pipeline build test staging production monitoring alert "
+         "dashboard metrics latency storage network firewall certificate renewal compliance audit training holiday "
+         "leave parental remote office desk booking meeting room calendar sync email mobile device enrollment sso "
+         "login mfa token api gateway service owner runbook on-call rotation handbook guideline template faq "
+         "announcement townhall strategy okr goal feedback promotion salary equity relocation visa insurance "
+         "expense card travel booking hotel flight reimbursement receipt procurement purchase order laptop refresh").split()
+MODEL_KW = dict(max_model_len=512, max_num_seqs=256, batch_size=1024)
+MAX_DOC_TOKENS = 128
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def peak_rss_self_mb() -> float:
+    """This process's peak plus its largest child's (Linux ru_maxrss is in KiB)."""
+    return round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                  + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024, 1)
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+def make_pairs(n: int, folder: Path, seed: int = 0, rows_per_file: int = 100_000) -> None:
+    """n pairs as Parquet files; (query_id, doc_id) unique; built column-wise so 1M takes seconds."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if (folder / "_done").is_file() and json.loads((folder / "_done").read_text()) == {"n": n, "seed": seed}:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in folder.glob("*.parquet"):
+        f.unlink()
+    rng = np.random.default_rng(seed)
+    words = np.array(WORDS)
+    n_docs, n_queries = max(200, n // 20), max(1, -(-n // 10))
+    sent = lambda k: " ".join(words[rng.integers(0, len(words), k)])  # noqa: E731
+    docs = pa.table({"doc_id": [f"doc-{i:07d}" for i in range(n_docs)],
+                     "title": [sent(int(rng.integers(3, 7))).title() for _ in range(n_docs)],
+                     "text": [sent(int(rng.integers(40, 81))).capitalize() + "." for _ in range(n_docs)]})
+    queries = [sent(int(rng.integers(2, 7))) for _ in range(n_queries)]
+    for start in range(0, n, rows_per_file):
+        i = np.arange(start, min(n, start + rows_per_file))
+        q, k = i // 10, i % 10
+        d = (q * 13 + k * (n_docs // 10)) % n_docs  # ten distinct documents per query
+        t = docs.take(pa.array(d))
+        t = t.append_column("query_id", pa.array([f"q-{x:07d}" for x in q]))
+        t = t.append_column("query", pa.array([queries[x] for x in q]))
+        pq.write_table(t.select(["query_id", "query", "doc_id", "title", "text"]), folder / f"pairs-{start // rows_per_file:04d}.parquet")
+    (folder / "_done").write_text(json.dumps({"n": n, "seed": seed}))
+
+
+def bench_model(args) -> str:
+    from labeler.models import cache_dir, make_random_model, resolve
+
+    if args.model:
+        return resolve(args.model)
+    shape = f"h{args.hidden}-l{args.layers}-a{args.hidden // 64}"
+    return str(make_random_model(cache_dir() / "bench-models" / f"random-llama-{shape}", hidden=args.hidden,
+                                 layers=args.layers, heads=args.hidden // 64, intermediate=args.hidden * 4))
+
+
+def build_prompts(model: str, pairs: Path, dest: Path, limit: int) -> int:
+    """The grading prompts of the first `limit` pairs as text (labeler.grading.build_prompt, what
+    the pipeline tokenizes), in Parquet, built by two processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    dest.mkdir(parents=True, exist_ok=True)
+    jobs, left = [], limit
+    for f in sorted(pairs.glob("*.parquet")):
+        if left <= 0:
+            break
+        import pyarrow.parquet as pq
+        rows = min(left, pq.ParquetFile(f).metadata.num_rows)
+        jobs.append((model, str(f), str(dest / f.name), rows))
+        left -= rows
+    with ProcessPoolExecutor(2) as ex:
+        return sum(ex.map(_prompts_file, *zip(*jobs)))
+
+
+def _prompts_file(model: str, src: str, dest: str, rows: int) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from transformers import AutoTokenizer
+
+    from labeler.grading import build_prompt
+    from labeler.prompts import load_template
+
+    tok, template = AutoTokenizer.from_pretrained(model), load_template("grade_plain")
+    t = pq.read_table(src).slice(0, rows)
+    prompts = [build_prompt(tok, template, r, MAX_DOC_TOKENS, as_text=True).prompt for r in t.to_pylist()]
+    pq.write_table(t.select(["query_id", "doc_id"]).append_column("prompt", pa.array(prompts)), dest)
+    return t.num_rows
+
+
+def prompt_files(folder: Path, limit: int):
+    """Prompt texts of the first `limit` pairs, a file at a time."""
+    import pyarrow.parquet as pq
+
+    for f in sorted(folder.glob("*.parquet")):
+        if limit <= 0:
+            return
+        t = pq.read_table(f, columns=["prompt"]).slice(0, limit)
+        limit -= t.num_rows
+        yield t.column("prompt").to_pylist()
+
+
+# -- the pipeline -----------------------------------------------------------------------------
+
+def run_pipeline(model: str, pairs: Path, work: Path, n: int) -> dict:
+    from labeler.cli import main as labeler
+
+    cfg = work / "bench.yaml"
+    text = (ROOT / "configs" / "tiny.yaml").read_text().replace("TINY", model)
+    cfg.write_text(text.replace("data/demo/docs.jsonl", str(ROOT / "data" / "demo" / "docs.jsonl")))
+    out = work / "pipeline"
+    sets = [f"judge.engine.{k}={v}" for k, v in MODEL_KW.items()] + [f"judge.grading.max_doc_tokens={MAX_DOC_TOKENS}"]
+    cmd = ["label", str(cfg), "--model", model, "--pairs", str(pairs), "--out", str(out), "--force"]
+    for s in sets:
+        cmd += ["--set", s]
+    log("pipeline: labeler " + " ".join(cmd))
+    with RssSampler() as rss:
+        t0 = time.time()
+        rc = labeler(cmd)
+        wall = time.time() - t0
+    if rc != 0:
+        raise RuntimeError(f"labeler label exited {rc}")
+    m = json.loads((out / "_manifest.json").read_text())
+    # Part names start with the time they were written (ns): the steady rate between first and last.
+    parts = sorted((out / ".labeler" / "label" / "data").glob("part-*.parquet"))
+    import pyarrow.parquet as pq
+    stamps = [int(p.name.split("-")[1]) / 1e9 for p in parts]
+    rows = [pq.ParquetFile(p).metadata.num_rows for p in parts]
+    steady = (sum(rows) - rows[0]) / (stamps[-1] - stamps[0]) if len(parts) > 2 and stamps[-1] > stamps[0] else None
+    if m["rows_in"] != n or m["rows_out"] + m["rows_rejected"] != n:
+        raise RuntimeError(f"pipeline accounted for {m['rows_out']} + {m['rows_rejected']} of {n} pairs")
+    return {"pairs": n, "wall_s": round(wall, 2), "pairs_per_s": round(n / wall, 1),
+            "steady_pairs_per_s": None if steady is None else round(steady, 1), "stage_wall_s": m["wall_s"],
+            "rows_out": m["rows_out"], "rows_rejected": m["rows_rejected"], "parts": len(parts),
+            "peak_rss_mb": round(rss.peak / 2**20, 1), "command": "labeler " + " ".join(cmd)}
+
+
+# -- baselines, each in a fresh process -------------------------------------------------------
+
+def single(kind: str, **kw) -> dict:
+    cmd = [sys.executable, __file__, "--single", kind] + [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
+    log(f"{kind}: " + " ".join(cmd[2:]))
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if p.returncode != 0:
+        raise RuntimeError(f"{kind} failed: {p.stderr[-3000:]}")
+    # The last JSON line: vLLM may log to stdout while it shuts down.
+    return next(json.loads(x) for x in reversed(p.stdout.strip().splitlines()) if x.startswith("{"))
+
+
+def _grade(top: dict) -> int:
+    from labeler.engines.base import grade_from_top_logprobs
+
+    probs, _ = grade_from_top_logprobs(top)
+    return -1 if probs is None else max(range(4), key=lambda g: probs[g])
+
+
+def run_vllm(a) -> dict:
+    """Direct vLLM: LLM.generate on the prompt files (or prompts built here for --pairs-dir)."""
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from vllm import LLM, SamplingParams
+
+    t0 = time.time()
+    llm = LLM(model=a.model, dtype="bfloat16", max_model_len=a.max_model_len, max_num_seqs=MODEL_KW["max_num_seqs"],
+              enforce_eager=True, enable_prefix_caching=True, seed=0)
+    start = time.time() - t0
+    if a.pairs_dir:  # the teacher: its own chat template and tokenizer
+        import pyarrow.parquet as pq
+        from labeler.grading import build_prompt
+        from labeler.prompts import load_template
+        tok, template = llm.get_tokenizer(), load_template("grade_plain")
+        rows = pq.read_table(sorted(Path(a.pairs_dir).glob("*.parquet"))[0]).slice(0, a.limit).to_pylist()
+        chunks = [[build_prompt(tok, template, r, MAX_DOC_TOKENS, as_text=True).prompt for r in rows]]
+    else:
+        chunks = prompt_files(Path(a.prompts), a.limit)
+    params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=20)
+    n, gen, grades = 0, 0.0, {}
+    for prompts in chunks:
+        t = time.time()
+        for o in llm.generate(prompts, params, use_tqdm=False):
+            lp = o.outputs[0].logprobs[0]
+            g = _grade({x.decoded_token: x.logprob for x in lp.values()})
+            grades[g] = grades.get(g, 0) + 1
+        gen += time.time() - t
+        n += len(prompts)
+    return {"pairs": n, "engine_start_s": round(start, 2), "wall_s": round(gen, 2),
+            "pairs_per_s": round(n / gen, 1), "pairs_per_s_incl_start": round(n / (gen + start), 1),
+            "grades": grades, "peak_rss_mb": peak_rss_self_mb()}
+
+
+def run_ray_data_llm(a) -> dict:
+    import ray
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    from labeler.engines.base import grade_from_top_logprobs
+
+    t0 = time.time()
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=500_000_000,
+             runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+    files = sorted(str(p) for p in Path(a.prompts).glob("*.parquet"))
+    ds = ray.data.read_parquet(files).limit(a.limit)
+    cfg = vLLMEngineProcessorConfig(
+        model_source=a.model, batch_size=MODEL_KW["batch_size"], concurrency=1, log_engine_metrics=False,
+        placement_group_config={"bundles": [{"CPU": 1}], "strategy": "PACK"},
+        chat_template_stage=False, tokenize_stage=False, detokenize_stage=False,
+        engine_kwargs={"dtype": "bfloat16", "max_model_len": a.max_model_len, "max_num_seqs": MODEL_KW["max_num_seqs"],
+                       "enforce_eager": True, "enable_prefix_caching": True})
+
+    def post(row):
+        top = {d.get("decoded_token"): d["logprob"] for d in (row.get("logprobs") or [{}])[0].values()}
+        probs, _ = grade_from_top_logprobs({k: v for k, v in top.items() if k is not None})
+        return {"query_id": row["query_id"], "doc_id": row["doc_id"],
+                "grade": -1 if probs is None else max(range(4), key=lambda g: probs[g]),
+                "error": row.get("__inference_error__")}
+
+    proc = build_processor(cfg, preprocess=lambda r: {**r, "sampling_params": {"max_tokens": 1, "temperature": 0.0, "logprobs": 20}},
+                           postprocess=post)
+    out = Path(a.out)
+    proc(ds).write_parquet(str(out))
+    wall = time.time() - t0
+    import pyarrow.dataset as pds
+    n = pds.dataset(str(out), format="parquet").count_rows()
+    ray.shutdown()
+    return {"pairs": n, "wall_s": round(wall, 2), "pairs_per_s": round(n / wall, 1), "peak_rss_mb": peak_rss_self_mb()}
+
+
+def run_hf(a) -> dict:
+    """The naive way: transformers `generate` (one new token, scores) per batch of 32."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(2)
+    tok = AutoTokenizer.from_pretrained(a.model)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    t0 = time.time()
+    model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=torch.bfloat16).eval()
+    start = time.time() - t0
+    prompts = [p for chunk in prompt_files(Path(a.prompts), a.limit) for p in chunk]
+    t = time.time()
+    grades: dict = {}
+    with torch.no_grad():
+        for i in range(0, len(prompts), 32):
+            enc = tok(prompts[i:i + 32], return_tensors="pt", padding=True, add_special_tokens=False)
+            out = model.generate(**enc, max_new_tokens=1, do_sample=False, output_scores=True,
+                                 return_dict_in_generate=True, pad_token_id=tok.pad_token_id)
+            logp = torch.log_softmax(out.scores[0].float(), -1)
+            vals, ids = logp.topk(20, -1)
+            for v, ix in zip(vals.tolist(), ids.tolist()):
+                g = _grade({tok.decode([j]): x for j, x in zip(ix, v)})
+                grades[g] = grades.get(g, 0) + 1
+    gen = time.time() - t
+    return {"pairs": len(prompts), "load_s": round(start, 2), "wall_s": round(gen, 2),
+            "pairs_per_s": round(len(prompts) / gen, 2), "grades": grades, "peak_rss_mb": peak_rss_self_mb()}
+
+
+# -- main -------------------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=20_000, help="pairs to label")
+    ap.add_argument("--model", help="model folder or offline:<name> (default: a random-weight Llama, head_dim 64)")
+    ap.add_argument("--hidden", type=int, default=128, help="random model: hidden size (heads = hidden / 64)")
+    ap.add_argument("--layers", type=int, default=2, help="random model: layers")
+    ap.add_argument("--baseline-pairs", type=int, help="pairs for vllm_direct and ray_data_llm (default: all)")
+    ap.add_argument("--hf-sample", type=int, default=1000)
+    ap.add_argument("--teacher", default="offline:qwen2.5-coder-1.5b-instruct")
+    ap.add_argument("--teacher-sample", type=int, default=24)
+    ap.add_argument("--only", default="pipeline,vllm_direct,ray_data_llm,hf_transformers,teacher",
+                    help="comma-separated subset to run")
+    ap.add_argument("--work", default=str(ROOT / "out" / "bench-label"))
+    # --single runs one baseline in this fresh process.
+    ap.add_argument("--single", choices=["vllm", "ray_data_llm", "hf"], help=argparse.SUPPRESS)
+    ap.add_argument("--prompts", help=argparse.SUPPRESS)
+    ap.add_argument("--pairs-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--limit", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--max-model-len", type=int, default=MODEL_KW["max_model_len"], help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.single:
+        print(json.dumps({"vllm": run_vllm, "ray_data_llm": run_ray_data_llm, "hf": run_hf}[a.single](a)))
+        return
+
+    only = set(a.only.split(","))
+    work = Path(a.work) / f"n{a.pairs}"
+    work.mkdir(parents=True, exist_ok=True)
+    model = bench_model(a)
+    pairs = Path(a.work) / f"pairs-{a.pairs}"
+    t = time.time()
+    make_pairs(a.pairs, pairs)
+    log(f"{a.pairs:,} pairs in {pairs} ({time.time() - t:.1f}s); model {model}")
+    result: dict = {"pairs": a.pairs, "model": a.model or f"random Llama hidden {a.hidden}, {a.layers} layers, head_dim 64",
+                    "engine": MODEL_KW, "max_doc_tokens": MAX_DOC_TOKENS, "cpus": os.cpu_count()}
+    if "pipeline" in only:
+        p = run_pipeline(model, pairs, work, a.pairs)
+        result["pipeline"] = p
+        result.update(wall_s=p["wall_s"], pairs_per_s=p["pairs_per_s"], peak_rss_mb=p["peak_rss_mb"])
+    base_n = min(a.pairs, a.baseline_pairs or a.pairs)
+    need = max([base_n if only & {"vllm_direct", "ray_data_llm"} else 0, a.hf_sample if "hf_transformers" in only else 0])
+    prompts = work / "prompts"
+    if need:
+        t = time.time()
+        import shutil
+        shutil.rmtree(prompts, ignore_errors=True)
+        build_prompts(model, pairs, prompts, need)
+        log(f"{need:,} prompts built for the baselines in {time.time() - t:.1f}s (not timed)")
+    if "vllm_direct" in only:
+        result["vllm_direct"] = single("vllm", model=model, prompts=prompts, limit=base_n)
+    if "ray_data_llm" in only:
+        import shutil
+        shutil.rmtree(work / "ray_data_llm", ignore_errors=True)
+        result["ray_data_llm"] = single("ray_data_llm", model=model, prompts=prompts, limit=base_n, out=work / "ray_data_llm")
+    if "hf_transformers" in only and a.hf_sample:
+        result["hf_transformers"] = {**single("hf", model=model, prompts=prompts, limit=a.hf_sample), "sample": a.hf_sample}
+    if "teacher" in only and a.teacher_sample:
+        from labeler.models import resolve
+        result["teacher"] = {**single("vllm", model=resolve(a.teacher), pairs_dir=pairs, limit=a.teacher_sample,
+                                      max_model_len=1024), "sample": a.teacher_sample, "model": a.teacher}
+    p, d = result.get("pipeline"), result.get("vllm_direct")
+    if p and d:
+        # Like for like: the pipeline's steady rate against generate alone, and both with start-up.
+        result["pipeline_vs_direct_steady"] = round((p["steady_pairs_per_s"] or p["pairs_per_s"]) / d["pairs_per_s"], 3)
+        result["pipeline_vs_direct_incl_start"] = round(p["pairs_per_s"] / d["pairs_per_s_incl_start"], 3)
+    if p and result.get("ray_data_llm"):
+        result["pipeline_vs_ray_data_llm"] = round(p["pairs_per_s"] / result["ray_data_llm"]["pairs_per_s"], 3)
+    if d and result.get("teacher"):
+        result["student_to_teacher"] = round(d["pairs_per_s"] / result["teacher"]["pairs_per_s"], 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The streaming label stage: reading pairs files with bad rows, duplicates and ids joined to a
+corpus, prompt token ids equal to the whole prompt's, and a real `labeler label` run killed with
+SIGKILL and rerun (every pair labeled exactly once)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import DEMO_DOCS, ROOT
+
+DOCS = [json.loads(line) for line in DEMO_DOCS.read_text().splitlines()]
+
+
+def _write_inputs(folder: Path) -> dict:
+    """A JSONL file with every kind of bad line, and a Parquet file; returns what each row should become."""
+    folder.mkdir(parents=True)
+    d = DOCS
+    lines = [
+        json.dumps({"query_id": "q1", "query": "vpn setup", "doc_id": d[0]["doc_id"], "title": d[0]["title"], "text": d[0]["text"]}).encode(),
+        b'{"query_id": "q1", "query": "vpn", "doc_id": ',                                   # 2: broken JSON
+        b'{"query_id": "q1", "query": "caf\xe9", "doc_id": "x", "text": "latin-1"}',         # 3: not UTF-8
+        b"",                                                                                # 4: blank, skipped
+        b'["not", "an", "object"]',                                                         # 5
+        json.dumps({"query_id": 7, "query": "expenses", "doc_id": d[1]["doc_id"]}).encode(),  # 6: int id, text by corpus
+        json.dumps({"query_id": "q1", "query": "vpn setup", "doc_id": d[0]["doc_id"], "text": "again"}).encode(),  # 7: dup of 1
+        json.dumps({"query_id": "q2", "query": "x", "doc_id": "no-such-doc"}).encode(),     # 8: unknown doc
+        json.dumps({"query_id": "q3", "query": "  ", "doc_id": d[2]["doc_id"], "text": "t"}).encode(),  # 9: empty query
+        json.dumps({"query_id": "q3", "query": "y", "doc_id": d[3]["doc_id"], "text": " "}).encode(),  # 10: blank text, not joined
+    ]
+    (folder / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    pq.write_table(pa.table({"query_id": ["q4", "q1"], "query": ["travel", "vpn setup"],
+                             "doc_id": [d[4]["doc_id"], d[0]["doc_id"]], "text": [d[4]["text"], "dup again"]}),
+                   folder / "b.parquet")
+    (folder / "_SUCCESS").write_text("")  # marker files are not inputs
+    return {"a.jsonl:1": None, "a.jsonl:2": "bad_json", "a.jsonl:3": "bad_encoding", "a.jsonl:5": "bad_json",
+            "a.jsonl:6": None, "a.jsonl:7": "duplicate_pair", "a.jsonl:8": "unknown_doc",
+            "a.jsonl:9": "missing_field", "a.jsonl:10": "empty_text", "b.parquet[0]": None,
+            "b.parquet[1]": "duplicate_pair"}
+
+
+def test_reading_prepare_and_resume_keys(tmp_path, tiny_model):
+    """Without engines: every row is read with its location, bad ones get their reason, later
+    duplicates are found by the keys-only scan, and finished keys are skipped."""
+    from labeler.config import EngineConfig, GradeConfig
+    from labeler.label import PairsInput, PrepareWorker, read_corpus, row_keys, scan
+
+    expected = _write_inputs(tmp_path / "pairs")
+    src = PairsInput(str(tmp_path / "pairs"))
+    assert [Path(f).name for f in src.files] == ["a.jsonl", "b.parquet"]
+    src.check_columns(have_corpus=False)
+    ids_only = tmp_path / "ids.jsonl"
+    ids_only.write_text(json.dumps({"query_id": "q", "query": "vpn", "doc_id": "d"}) + "\n")
+    PairsInput(str(ids_only)).check_columns(have_corpus=True)
+    with pytest.raises(ValueError, match=r"lack required columns \['text'\].*--corpus"):
+        PairsInput(str(ids_only)).check_columns(have_corpus=False)
+    with pytest.raises(FileNotFoundError):
+        PairsInput(str(tmp_path / "nothing-here"))
+    s = scan(src)
+    assert s.rows == 11
+    assert s.duplicates == {"a.jsonl:7": "a.jsonl:1", "b.parquet[1]": "a.jsonl:1"}
+
+    corpus = read_corpus(str(DEMO_DOCS))
+    prep = PrepareWorker(EngineConfig(model=tiny_model, max_model_len=512), GradeConfig(max_doc_tokens=64),
+                         tokenize=True, duplicates=s.duplicates, corpus=corpus)
+    out = pa.concat_tables([prep(b) for b in src.blocks()])
+    got = dict(zip(out.column("input_row").to_pylist(), out.column("_reason").to_pylist()))
+    assert got == expected
+    rows = {r["input_row"]: r for r in out.to_pylist()}
+    assert "a.jsonl:3: not UTF-8" in rows["a.jsonl:3"]["_detail"] and "caf" in rows["a.jsonl:3"]["_record"]
+    assert rows["a.jsonl:6"]["query_id"] == "7" and rows["a.jsonl:6"]["text"] == DOCS[1]["text"]
+    assert rows["a.jsonl:7"]["_key"] == f"q1\t{DOCS[0]['doc_id']}\t@a.jsonl:7"
+    assert rows["a.jsonl:2"]["_key"] == "@a.jsonl:2"
+    assert all(r["prompt_token_ids"] for r in rows.values() if r["_reason"] is None)
+    # The key a graded row gets back from an output table is the one the stream skips on resume.
+    assert row_keys(out.drop_columns(["_key"])).to_pylist()[:1] == out.column("_key").to_pylist()[:1]
+    done = pa.array([rows["a.jsonl:1"]["_key"], "@a.jsonl:2", rows["b.parquet[1]"]["_key"]])
+    again = PrepareWorker(EngineConfig(model=tiny_model, max_model_len=512), GradeConfig(max_doc_tokens=64),
+                          tokenize=False, duplicates=s.duplicates, corpus=corpus, done=done)
+    left = pa.concat_tables([again(b) for b in src.blocks()]).column("input_row").to_pylist()
+    assert sorted(left) == sorted(set(expected) - {"a.jsonl:1", "a.jsonl:2", "b.parquet[1]"})
+
+
+def test_prompt_token_ids_equal_the_whole_prompt(tiny_model):
+    """The piecewise encoding gives exactly build_prompt's prompt tokenized whole, truncation included."""
+    from transformers import AutoTokenizer
+
+    from labeler.grading import build_prompt
+    from labeler.label import PromptEncoder
+    from labeler.prompts import doc_fields, load_template
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    for name in ("grade_plain", "grade_umbrela"):
+        template = load_template(name)
+        enc = PromptEncoder(tok, template, max_doc_tokens=48, check_first=0, check_every=10**9)
+        assert enc.fast
+        rows = [{"query": q, "title": d["title"], "text": d["text"],
+                 "doc_meta": json.dumps({"author": d.get("author"), "doc_type": d.get("doc_type")})}
+                for d in DOCS[:40] for q in ("vpn setup?", "Q3 budget (draft) — 2024", "naïve café's policy")]
+        rows += [{"query": "x", "title": " padded ", "text": "short\n"}, {"query": "x", "text": "1234 5678"}]
+        for r in rows:
+            ids, truncated = enc(doc_fields(r))
+            p = build_prompt(tok, template, doc_fields(r), 48, as_text=True)
+            assert ids == tok.encode(p.prompt, add_special_tokens=False) and truncated == p.truncated
+        assert enc.fast  # never fell back
+
+
+def test_orphan_rejected_part_is_removed(tmp_path):
+    """Killed between a batch's rejected part and its data part: the rejected part goes, so the
+    batch is redone and its failures are counted once."""
+    from labeler.label import resume_keys, with_input_row
+    from labeler.schema import LABELS
+    from labeler.store import RunStore
+
+    w = RunStore(tmp_path).writer("label", "fp", with_input_row(LABELS))
+    row = {"query_id": "q", "doc_id": "d", "status": "failed", "error": "no_grade_token", "input_row": "f:1"}
+    w.reject([{"key": "q\td", "reason": "no_grade_token", "detail": "", "record": None}])
+    w.write(pa.Table.from_pylist([{**row, "query_id": "q0", "status": "ok", "error": None}], schema=w.schema))
+    w.reject([{"key": "q0\td", "reason": "x", "detail": "", "record": None}])  # has its data row
+    done = resume_keys(w)
+    assert done.to_pylist() == ["q0\td"]
+    assert [pq.read_table(f).column("key").to_pylist()
+            for f in sorted((w.work / "rejected").glob("part-*"))] == [["q0\td"]]
+
+
+@pytest.mark.slow
+def test_label_killed_and_rerun_labels_every_pair_once(tiny_config, tmp_path):
+    """A real `labeler label` run, SIGKILLed after some parts are written, then rerun."""
+    _, cfg_path = tiny_config
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    n_good = 0
+    for f in range(2):
+        lines = []
+        for i in range(150):
+            d = DOCS[(i * 7 + f) % len(DOCS)]
+            lines.append(json.dumps({"query_id": f"q{f}-{i // 5}", "query": f"{d['title'].split()[0]} policy",
+                                     "doc_id": d["doc_id"], "title": d["title"], "text": d["text"]}))
+            n_good += 1
+        lines.insert(40, "{broken")
+        (folder / f"part-{f}.jsonl").write_text("\n".join(lines) + "\n")
+    total = n_good + 2
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "labeler.cli", "label", str(cfg_path), "--model", tiny_config[0].judge.engine.model,
+           "--pairs", str(folder), "--out", str(out), "--set", "judge.engine.batch_size=8"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    data = out / ".labeler" / ".work"
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    try:
+        deadline = time.time() + 400
+        while time.time() < deadline and p.poll() is None:
+            parts = list(data.glob("label-*/data/part-*.parquet"))
+            if len(parts) >= 4:
+                break
+            time.sleep(0.2)
+        assert p.poll() is None, "the run finished before it could be killed"
+        os.killpg(p.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        p.wait()
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    before = {f.name for f in data.glob("label-*/data/part-*.parquet")}
+    done_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in data.glob("label-*/data/part-*.parquet"))
+    assert 0 < done_rows < total
+
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    last = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (last["rows_in"], last["rows_out"] + last["rows_rejected"]) == (total, total)
+    published = out / ".labeler" / "label"
+    assert before <= {f.name for f in (published / "data").glob("part-*.parquet")}  # resumed, not redone
+    t = pq.read_table(out / "labels.parquet")
+    assert t.num_rows == total
+    locs = t.column("input_row").to_pylist()
+    assert len(set(locs)) == total  # every input row exactly once
+    keys = [(r["query_id"], r["doc_id"]) for r in t.to_pylist() if r["query_id"] is not None]
+    assert len(keys) == len(set(keys)) == n_good
+    assert sorted(x for x in t.column("error").to_pylist() if x) == ["bad_json", "bad_json"]
+    m = json.loads((out / "_manifest.json").read_text())
+    assert m["rows_in"] == m["rows_out"] + m["rows_rejected"] == total
+    assert m["rejected_by_reason"] == {"bad_json": 2}
+    rejected = pq.read_table(published / "rejected").num_rows if (published / "rejected").exists() else 0
+    assert rejected == 2
+    assert len((out / "_labels.qrels").read_text().splitlines()) == m["rows_out"]
