@@ -233,17 +233,24 @@ class Pipeline:
 
         self._ray_up()
         c = self.cfg.distill
+        if c.kind == "cross_encoder":
+            return self._distill_cross_encoder()
         j = self.store.table("judge")
-        train_rows = j.filter(pc.and_(pc.equal(j.column("split"), "train"), pc.equal(j.column("status"), "ok")))
+        ok = pc.equal(j.column("status"), "ok")
+        train_rows = j.filter(pc.and_(pc.equal(j.column("split"), "train"), ok))
         w = self._writer("distill", TRAIN_EXAMPLES, fresh=False)
         tok = AutoTokenizer.from_pretrained(models.resolve(c.base_model))
         examples, rejected = training_examples(train_rows, tok, self.cfg.judge.grading, c.max_seq_len)
+        # Held-out teacher labels, scored after every epoch (over-long ones are left out of validation).
+        heldout, _ = training_examples(j.filter(pc.and_(pc.equal(j.column("split"), "heldout"), ok)), tok,
+                                       self.cfg.judge.grading, c.max_seq_len)
         if examples.num_rows < c.num_workers * c.micro_batch_size:
             raise ValueError(f"distill: {examples.num_rows} training examples, fewer than one batch for "
                              f"{c.num_workers} workers x micro_batch_size {c.micro_batch_size}")
         self.log(f"[distill] {examples.num_rows} examples; teacher grades {_counts_list(examples.column('grade').to_pylist())}")
         export = w.artifacts / "model"
-        stats = train(c, self.cfg.judge.grading, examples, w.work / "ray_train", export, seed=self.cfg.seed)
+        stats = train(c, self.cfg.judge.grading, examples, w.work / "ray_train", export, seed=self.cfg.seed,
+                      heldout=heldout, k=self.cfg.evaluate.k)
         import shutil
         # The record of what the student saw; a resumed attempt rewrites it whole.
         for f in [*(w.work / "data").glob("part-*"), *(w.work / "rejected").glob("part-*")]:
@@ -256,8 +263,46 @@ class Pipeline:
         shutil.rmtree(w.work / "ray_train", ignore_errors=True)
         return self._publish(w, "distill", train_rows.num_rows,
                              extra={"model_dir": str(self.store.path("distill") / "artifacts" / "model"),
-                                    "grade_counts": _counts_list(examples.column("grade").to_pylist()),
+                                    "grade_counts": stats["grade_counts"], "balance": c.balance,
                                     "train": {k: v for k, v in stats.items() if k != "metrics"}})
+
+    def _distill_cross_encoder(self):
+        """The reranker student: LCE groups (a row per query: its positive) or pointwise pairs."""
+        import shutil
+
+        from .rerank import train_cross_encoder
+
+        c = self.cfg.distill
+        j = self.store.table("judge")
+        w = self._writer("distill", TRAIN_EXAMPLES, fresh=False)
+        export = w.artifacts / "model"
+        stats = train_cross_encoder(c, j.filter(pc.equal(j.column("split"), "train")),
+                                    j.filter(pc.equal(j.column("split"), "heldout")), w.work / "ray_train", export,
+                                    seed=self.cfg.seed, k=self.cfg.evaluate.k)
+        data, lce = stats.pop("train_data"), c.cross_encoder.loss == "lce"
+        for f in [*(w.work / "data").glob("part-*"), *(w.work / "rejected").glob("part-*")]:
+            f.unlink()
+        if lce:  # the unit is a query: a group (its positive recorded) or a rejection with its reason
+            rows_in = stats["groups"]["queries_in"]
+            out = pa.table({"query_id": data.column("query_id"),
+                            "doc_id": pc.list_element(data.column("doc_ids"), 0),
+                            "grade": pc.list_element(data.column("grades"), 0),
+                            "n_tokens": pa.nulls(data.num_rows, pa.int32())}, schema=TRAIN_EXAMPLES)
+        else:  # the unit is a graded training pair
+            rows_in = data.num_rows
+            out = pa.table({"query_id": data.column("query_id"), "doc_id": data.column("doc_id"),
+                            "grade": data.column("grade"), "n_tokens": pa.nulls(data.num_rows, pa.int32())},
+                           schema=TRAIN_EXAMPLES)
+        w.write(out)
+        w.reject(stats.pop("rejected"))
+        shutil.rmtree(w.work / "ray_train", ignore_errors=True)
+        stats.pop("metrics", None)
+        grades = data.column("grades" if lce else "grade").to_pylist()
+        return self._publish(w, "distill", rows_in,
+                             extra={"model_dir": str(self.store.path("distill") / "artifacts" / "model"),
+                                    "kind": "cross_encoder",
+                                    "grade_counts": _counts_list(g for x in grades for g in (x if lce else [x])),
+                                    "train": stats})
 
     def student_dir(self) -> Path:
         return self.store.path("distill") / "artifacts" / "model"
@@ -265,13 +310,17 @@ class Pipeline:
     def _label(self, fp):
         from .judge import grade_pairs
         from .qrels import write_qrels
+        from .rerank import is_cross_encoder
 
         self._ray_up()
         pairs = self.store.table("mine")
         heldout = pairs.filter(pc.equal(pairs.column("split"), "heldout"))
-        engine = self.cfg.label.engine or EngineConfig(backend="vllm", model=str(self.student_dir()),
-                                                       batch_size=self.cfg.judge.engine.batch_size,
-                                                       max_model_len=self.cfg.judge.engine.max_model_len)
+        student, teacher = self.student_dir(), self.cfg.judge.engine
+        # The student runs where the teacher ran: same batch and actor resources (GPUs on a cluster).
+        engine = self.cfg.label.engine or EngineConfig(
+            backend="cross_encoder" if is_cross_encoder(student) else "vllm", model=str(student),
+            batch_size=teacher.batch_size, max_model_len=teacher.max_model_len, num_actors=teacher.num_actors,
+            cpus_per_actor=teacher.cpus_per_actor, gpus_per_actor=teacher.gpus_per_actor)
         w = self._writer("label", LABELS)
         # The student grades exactly as the teacher did (labeler.grading), on the held-out pairs.
         n = grade_pairs(w, heldout, engine, self.cfg.judge.grading, self.cfg.seed)

@@ -165,3 +165,39 @@ def test_pointwise_mode_trains_and_loss_falls(tiny_encoder, tmp_path, ray_local)
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     assert all(h["val_loss"] is not None for h in stats["history"])
     assert is_cross_encoder(tmp_path / "student")
+
+
+@pytest.mark.slow
+def test_pipeline_distills_a_cross_encoder_and_labels_with_it(tiny_config, tiny_encoder, tmp_path, ray_local):
+    """distill.kind=cross_encoder through the pipeline: a row per query (group or rejection), the
+    export, then the label stage grading the held-out pairs with the cross-encoder engine."""
+    from labeler.pipeline import Pipeline
+    from labeler.schema import PAIRS
+    from labeler.store import RunStore
+
+    cfg, _ = tiny_config
+    cfg.distill = _cfg(tiny_encoder, epochs=1)
+    # The label stage's engine actors take the teacher's resources: one actor of half a CPU leaves room
+    # on 2 cores for the pair preparation actor and the (1-CPU) repartition task that feeds them.
+    cfg.judge.engine.cpus_per_actor, cfg.judge.engine.num_actors = 0.5, 1
+    judged = pa.concat_tables([_judgments(n_queries=6, per_query=6), _judgments(n_queries=3, per_query=6, split="heldout")])
+    # A train query without a relevant document: rejected with its reason, not dropped.
+    rows = [{**r, "grade": 1, "expected_grade": 1.0} if r["query_id"] == "train-q5" and r["grade"] == 3 else r
+            for r in judged.to_pylist()]
+    judged = pa.Table.from_pylist(rows, schema=JUDGMENTS)
+    store = RunStore(tmp_path / "run")
+    for stage, table, schema in [("mine", judged.select(PAIRS.names), PAIRS), ("judge", judged, JUDGMENTS)]:
+        w = store.writer(stage, "given", schema)
+        w.write(table)
+        w.publish(table.num_rows, config={}, upstream={})
+    summary = Pipeline(cfg, tmp_path / "run").run(until="label", only=["distill", "label"])
+    assert summary["stages"]["distill"]["rows_in"] == 6
+    assert summary["stages"]["distill"]["rows_out"] == 5
+    assert summary["stages"]["distill"]["rejected_by_reason"] == {"no_positive": 1}
+    m = store.manifest("distill")
+    assert m["kind"] == "cross_encoder" and m["train"]["groups"]["groups"] == 5
+    assert is_cross_encoder(m["model_dir"])
+    labels = store.table("label")
+    assert labels.num_rows == 18 and set(labels.column("status").to_pylist()) == {"ok"}
+    assert set(labels.column("grade").to_pylist()) <= {0, 1, 2, 3}
+    assert labels.column("model").to_pylist()[0] == m["model_dir"]
