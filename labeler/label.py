@@ -108,12 +108,16 @@ class PairsInput:
         for p in self.files:
             yield from _file_blocks(self.fs, p, self.name(p), columns)
 
-    def dataset(self):
-        """The same rows as a Ray Data dataset, read by parallel streaming tasks."""
+    def dataset(self, rows_per_block: int = ROWS_PER_BLOCK):
+        """The same rows as a Ray Data dataset, read by parallel streaming tasks.
+
+        Blocks of one engine batch: Ray Data merges a task's outputs into one block, so the read
+        block size sets how many rows each written part (the unit of resumption) holds.
+        """
         import ray
 
         # A read task's default of one CPU would wait forever beside an engine pool on 2 cores.
-        return ray.data.read_datasource(_datasource(self.files, self.fs, self.root),
+        return ray.data.read_datasource(_datasource(self.files, self.fs, self.root, rows_per_block),
                                         ray_remote_args={"num_cpus": 0.25})
 
 
@@ -122,7 +126,7 @@ def _fmt(path: str) -> Optional[str]:
     return "jsonl" if p.endswith(JSONL) else "parquet" if p.endswith(PARQUET) else None
 
 
-def _datasource(files, fs, root):
+def _datasource(files, fs, root, rows_per_block: int):
     from ray.data.datasource import FileBasedDatasource
 
     class PairsDatasource(FileBasedDatasource):
@@ -135,7 +139,10 @@ def _datasource(files, fs, root):
 
         def _read_stream(self, f, path):
             name = path[len(root):].lstrip("/") if path.startswith(root) else path
-            yield from (_jsonl_blocks(f, name) if _fmt(path) == "jsonl" else _parquet_blocks(f, name, None))
+            if _fmt(path) == "jsonl":
+                yield from _jsonl_blocks(f, name, rows=rows_per_block)
+            else:
+                yield from _parquet_blocks(f, name, None, rows=rows_per_block)
 
     return PairsDatasource(files, filesystem=fs)
 
@@ -149,7 +156,7 @@ def _file_blocks(fs, path, name, columns, peek=False):
             yield from _jsonl_blocks(f, name, peek)
 
 
-def _jsonl_blocks(f, name: str, peek: bool = False) -> Iterator[pa.Table]:
+def _jsonl_blocks(f, name: str, peek: bool = False, rows: int = ROWS_PER_BLOCK) -> Iterator[pa.Table]:
     lines, nums, carry, lineno = [], [], b"", 0
     while True:
         chunk = f.read(1 << 22)
@@ -162,14 +169,14 @@ def _jsonl_blocks(f, name: str, peek: bool = False) -> Iterator[pa.Table]:
             if raw.strip():
                 lines.append(raw)
                 nums.append(lineno)
-        if len(lines) >= ROWS_PER_BLOCK or (peek and lines):
-            yield _parse_lines(lines, nums, name)
-            lines, nums = [], []
+        while len(lines) >= rows or (peek and lines):
+            yield _parse_lines(lines[:rows], nums[:rows], name)
+            lines, nums = lines[rows:], nums[rows:]
     if carry.strip():
         lines.append(carry)
         nums.append(lineno + 1)
-    if lines:
-        yield _parse_lines(lines, nums, name)
+    for i in range(0, len(lines), rows):
+        yield _parse_lines(lines[i:i + rows], nums[i:i + rows], name)
 
 
 def _parse_lines(lines: list[bytes], nums: list[int], name: str) -> pa.Table:
@@ -225,7 +232,7 @@ def _bad(loc: str, reason: str, detail: str, record: str) -> dict:
     return {"input_row": loc, "_reason": reason, "_detail": detail, "_record": record[:MAX_RECORD_CHARS]}
 
 
-def _parquet_blocks(f, name: str, columns, peek: bool = False) -> Iterator[pa.Table]:
+def _parquet_blocks(f, name: str, columns, peek: bool = False, rows: int = ROWS_PER_BLOCK) -> Iterator[pa.Table]:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(f)
@@ -235,7 +242,7 @@ def _parquet_blocks(f, name: str, columns, peek: bool = False) -> Iterator[pa.Ta
         yield pa.table({c: pa.nulls(0) for c in have})
         return
     offset = 0
-    for rb in pf.iter_batches(batch_size=ROWS_PER_BLOCK, columns=cols):
+    for rb in pf.iter_batches(batch_size=rows, columns=cols):
         t = pa.Table.from_batches([rb])
         yield _stream_table(t, [f"{name}[{i}]" for i in range(offset, offset + t.num_rows)])
         offset += t.num_rows
@@ -451,15 +458,17 @@ class PrepareWorker:
         reason, detail = batch.column("_reason").to_pylist(), batch.column("_detail").to_pylist()
         loc = batch.column("input_row").to_pylist()
         where = lambda i: f"{loc[i]}: " if loc[i] else ""  # noqa: E731
+        # Before any other reason: a later duplicate's key carries its location, which the output
+        # row reproduces only from error "duplicate_pair" (row_keys), so the two must agree.
+        dup = [x in self.duplicates for x in loc]
+        for i in (i for i, d in enumerate(dup) if d):
+            reason[i], detail[i] = "duplicate_pair", f"{where(i)}duplicate of the pair at {self.duplicates[loc[i]]} (graded there)"
         if self.corpus is not None:
             batch = self._join(batch, reason, detail, where)
         for col, code in (("query_id", "missing_field"), ("doc_id", "missing_field"), ("query", "missing_field"),
                           ("text", "empty_text")):
             empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(batch.column(col)), ""), True).to_pylist()
             _reject(reason, detail, empty, code, lambda i, c=col: f"{where(i)}{c} is missing or empty")
-        dup = [x in self.duplicates for x in loc]
-        _reject(reason, detail, dup, "duplicate_pair",
-                lambda i: f"{where(i)}duplicate of the pair at {self.duplicates[loc[i]]} (graded there)")
         keys = row_keys(batch, pa.array(dup, pa.bool_())).to_pylist()
         todo = [k not in self.done for k in keys]
         if not all(todo):
@@ -655,7 +664,15 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
         source.check_columns(corpus is not None)
         s = scan(source)
         total, duplicates = s.rows, s.duplicates
-        ds = source.dataset()
+        ds = source.dataset(rows_per_block=engine.batch_size)
+        # Ray Data merges a task's outputs up to 128 MiB blocks: a whole input file would become one
+        # part. Blocks of about one engine batch (~2 KiB a row) keep parts, memory and resumption
+        # fine-grained. (repartition(target_num_rows_per_block=) would do it by rows, but its tasks
+        # ask for a whole CPU and hang beside the engine pool on 2 cores.)
+        ds.context.target_max_block_size = max(16 << 10, engine.batch_size * (2 << 10))
+    if engine.tensor_parallel_size > engine.gpus_per_actor > 0:
+        raise ValueError(f"tensor_parallel_size {engine.tensor_parallel_size} needs gpus_per_actor >= it "
+                         f"(each engine actor holds the GPUs of its shards); got {engine.gpus_per_actor}")
     tokenize = is_tokenized(engine)
     pool = pool_args(engine)
     engines = getattr(pool["compute"], "max_size", None) or 1
