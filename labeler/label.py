@@ -648,7 +648,7 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
     import ray
 
     from .raycluster import pool_args
-    from .runner import stream_into
+    from .runner import dataset_of, stream_into
 
     done = resume_keys(writer)
     if isinstance(pairs, pa.Table):
@@ -658,7 +658,7 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
         total, duplicates = t.num_rows, {}
         # Sorted by document, consecutive prompts share the document prefix (vLLM prefix cache).
         t = t.sort_by([("doc_id", "ascending"), ("query_id", "ascending")])
-        ds = ray.data.from_arrow(t).repartition(max(1, min(200, -(-t.num_rows // engine.batch_size))))
+        ds = dataset_of(t, engine.batch_size)
     else:
         source = pairs if isinstance(pairs, PairsInput) else PairsInput(str(pairs))
         source.check_columns(corpus is not None)

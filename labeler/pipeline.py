@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +20,7 @@ from . import corpus as corpus_mod
 from .config import Config, EngineConfig
 from .raycluster import init_ray
 from .schema import DOCS, JUDGMENTS, LABELS, PAIRS, QUERIES
-from .store import RunStore, write_json_atomic
+from .store import RunStore, read_parts, write_json_atomic
 
 STAGES = ["corpus", "synthesize", "mine", "judge", "distill", "label", "evaluate"]
 UPSTREAM = {
@@ -193,19 +193,19 @@ class Pipeline:
         run_actor_stage(w, todo, worker=MineWorker,
                         ctor_kwargs={"cfg": c, "index": index_handle(index_dir, c.index_transport), "seed": self.cfg.seed},
                         pool=mine_pool(c), batch_size=c.batch_size, total=queries.num_rows)
-        self._check_every_input(w, set(queries.column("query_id").to_pylist()), lambda t: t.column("query_id"))
-        pairs = w.data()
+        self._check_every_input(w, set(queries.column("query_id").to_pylist()), "query_id")
+        pairs = read_parts(w.work / "data", ["source", "split"])
         extra = {"queries": queries.num_rows, "pairs": 0 if pairs is None else pairs.num_rows,
                  "pairs_by_source": _counts(pairs, "source"), "pairs_by_split": _counts(pairs, "split"),
                  "index": str(index_dir), "index_backend": c.backend, "index_build_s": round(index_s, 2)}
         return self._publish(w, "mine", queries.num_rows, extra=extra, one_to_one=False)
 
-    def _check_every_input(self, w, keys: set, key_col: Callable):
+    def _check_every_input(self, w, keys: set, key_col: str):
         got = set()
-        d = w.data()
+        d = read_parts(w.work / "data", [key_col])
         if d is not None:
-            got.update(key_col(d).to_pylist())
-        r = w.rejected()
+            got.update(d.column(key_col).to_pylist())
+        r = read_parts(w.work / "rejected", ["key"])
         if r is not None:
             got.update(r.column("key").to_pylist())
         lost = keys - got
