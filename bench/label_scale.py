@@ -4,6 +4,8 @@ vLLM actors) against, on the same prompts, in the same run:
 - `vllm_direct`: vLLM `LLM.generate` called directly in one process (the ceiling; the pipeline's
   ratio to it is its overhead). Prompts are built before the clock starts; timed: generate plus
   reading the grade from the logprobs. `pairs_per_s` excludes the engine start, `_incl_start` not.
+- `vllm_direct_token_ids`: the same with the prompts tokenized before the clock and given as
+  token ids, logprobs not detokenized: the engine alone, what the pipeline's engine actor does.
 - `ray_data_llm`: Ray Data's own vLLM processor (`ray.data.llm`, what users would otherwise pick),
   reading the prompts from Parquet and writing its outputs to Parquet, with Ray and engine start.
 - `hf_transformers`: the naive way, `generate` per batch of 32, on a sample (`--hf-sample`).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -225,13 +228,25 @@ def run_vllm(a) -> dict:
         chunks = [[build_prompt(tok, template, r, MAX_DOC_TOKENS, as_text=True).prompt for r in rows]]
     else:
         chunks = prompt_files(Path(a.prompts), a.limit)
-    params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=20)
+    params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=20, detokenize=not a.token_ids)
     n, gen, grades = 0, 0.0, {}
+    tok = llm.get_tokenizer()
+    digits = {i: t.strip() for i, t in enumerate(tok.batch_decode([[i] for i in range(len(tok))])) if t.strip() in ("0", "1", "2", "3")}
     for prompts in chunks:
+        if a.token_ids:  # the engine's own ceiling: tokenized before the clock, ids in, no detokenizing
+            from vllm.inputs import TokensPrompt
+            prompts = [TokensPrompt(prompt_token_ids=x) for x in tok(prompts, add_special_tokens=False)["input_ids"]]
         t = time.time()
         for o in llm.generate(prompts, params, use_tqdm=False):
             lp = o.outputs[0].logprobs[0]
-            g = _grade({x.decoded_token: x.logprob for x in lp.values()})
+            if a.token_ids:  # ' 2' and '2' summed per grade, as the pipeline does
+                top: dict = {}
+                for i, x in lp.items():
+                    if i in digits:
+                        top[digits[i]] = top.get(digits[i], 0.0) + math.exp(x.logprob)
+                g = _grade({k: math.log(v) for k, v in top.items()})
+            else:
+                g = _grade({x.decoded_token: x.logprob for x in lp.values()})
             grades[g] = grades.get(g, 0) + 1
         gen += time.time() - t
         n += len(prompts)
@@ -328,6 +343,7 @@ def main():
     ap.add_argument("--pairs-dir", help=argparse.SUPPRESS)
     ap.add_argument("--limit", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--token-ids", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--max-model-len", type=int, default=MODEL_KW["max_model_len"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.single:
@@ -359,6 +375,7 @@ def main():
         log(f"{need:,} prompts built for the baselines in {time.time() - t:.1f}s (not timed)")
     if "vllm_direct" in only:
         result["vllm_direct"] = single("vllm", model=model, prompts=prompts, limit=base_n)
+        result["vllm_direct_token_ids"] = single("vllm", model=model, prompts=prompts, limit=base_n, token_ids=1)
     if "ray_data_llm" in only:
         import shutil
         shutil.rmtree(work / "ray_data_llm", ignore_errors=True)
@@ -374,6 +391,8 @@ def main():
         # Like for like: the pipeline's steady rate against generate alone, and both with start-up.
         result["pipeline_vs_direct_steady"] = round((p["steady_pairs_per_s"] or p["pairs_per_s"]) / d["pairs_per_s"], 3)
         result["pipeline_vs_direct_incl_start"] = round(p["pairs_per_s"] / d["pairs_per_s_incl_start"], 3)
+        e = result["vllm_direct_token_ids"]
+        result["pipeline_vs_direct_token_ids_steady"] = round((p["steady_pairs_per_s"] or p["pairs_per_s"]) / e["pairs_per_s"], 3)
     if p and result.get("ray_data_llm"):
         result["pipeline_vs_ray_data_llm"] = round(p["pairs_per_s"] / result["ray_data_llm"]["pairs_per_s"], 3)
     if d and result.get("teacher"):
