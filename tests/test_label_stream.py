@@ -67,6 +67,8 @@ def test_reading_prepare_and_resume_keys(tmp_path, tiny_model):
     s = scan(src)
     assert s.rows == 11
     assert s.duplicates == {"a.jsonl:7": "a.jsonl:1", "b.parquet[1]": "a.jsonl:1"}
+    uri = PairsInput(f"file://{tmp_path / 'pairs'}")  # a URI goes through pyarrow.fs, same rows
+    assert scan(uri) == s and [b.num_rows for b in uri.blocks()] == [b.num_rows for b in src.blocks()]
 
     corpus = read_corpus(str(DEMO_DOCS))
     prep = PrepareWorker(EngineConfig(model=tiny_model, max_model_len=512), GradeConfig(max_doc_tokens=64),
