@@ -164,8 +164,11 @@ class MineConfig(_Strict):
 class GradeConfig(_Strict):
     """Shared by the teacher (judge) and the student (label): one prompt, one grade scale."""
 
+    # The defaults are the best measured (bench/judge_liveqa.py, Qwen2.5-Coder-1.5B, 60 LiveQA-Med dev
+    # pairs): grade_plain beat grade_umbrela on alpha (0.62 vs 0.33), and 192 document tokens beat 96
+    # and 384 (alpha 0.62 vs 0.55 and 0.61).
     prompt: str = "grade_plain"
-    max_doc_tokens: int = Field(256, ge=16)
+    max_doc_tokens: int = Field(192, ge=16)
     # Fewer than this probability mass on the grade tokens is recorded (grade_mass), still graded;
     # no grade token at all among the top logprobs is a failure, never a grade.
     top_logprobs: int = Field(20, ge=1)
