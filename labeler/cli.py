@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="prepare the offline models (GGUF -> Hugging Face folders)")
     p.add_argument("action", choices=["prepare", "list"])
     p.add_argument("names", nargs="*", help="offline model names (default: all)")
+    p = sub.add_parser("rerank", help="rerank each query's candidates with a cross-encoder student; a TREC run")
+    p.add_argument("--model", required=True, help="a cross-encoder exported by distill (kind: cross_encoder)")
+    p.add_argument("--pairs", required=True, help="JSONL/Parquet file or folder: query_id, query, doc_id, text "
+                                                  "[, title, bm25_rank]")
+    p.add_argument("--out", required=True, help="the TREC run file to write")
+    p.add_argument("--depth", type=int, help="rerank only BM25 ranks <= depth (needs bm25_rank)")
+    p.add_argument("--tag", default="cross_encoder", help="the run's tag column")
     p = sub.add_parser("validate", help="check a config file and print it with defaults filled in")
     p.add_argument("config")
     return ap
@@ -94,6 +101,8 @@ def _dispatch(args) -> int:
                 t = time.time()
                 print(f"offline:{n} -> {models.prepare_offline(n)} ({time.time() - t:.1f}s)", flush=True)
         return 0
+    if args.cmd == "rerank":
+        return _rerank(args)
     if args.cmd == "validate":
         cfg = load_config(args.config)
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
@@ -109,6 +118,34 @@ def _dispatch(args) -> int:
     summary = pipe.run(until=until)
     _quiet_ray()
     print_summary(summary)
+    return 0
+
+
+def _rerank(args) -> int:
+    """Candidates are reranked whole or not at all: a row that cannot be scored is an error, since a
+    run silently missing a candidate would look like a ranking decision."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .label import PairsInput
+    from .rerank import is_cross_encoder, rerank
+
+    if not is_cross_encoder(args.model):
+        raise ValueError(f"{args.model} is not a cross-encoder exported by `labeler distill` (kind: cross_encoder)")
+    t = pa.concat_tables(list(PairsInput(args.pairs).blocks()))
+    bad = pc.is_valid(t.column("_reason"))
+    for c in ("query_id", "query", "doc_id", "text"):
+        bad = pc.or_(bad, pc.invert(pc.is_valid(t.column(c))))
+    if pc.any(bad).as_py():
+        rows = t.filter(bad).slice(0, 3).select(["input_row", "_reason", "query_id", "doc_id"]).to_pylist()
+        raise ValueError(f"{args.pairs}: {pc.sum(bad).as_py()} of {t.num_rows} rows cannot be reranked (bad input "
+                         f"or a missing query_id, query, doc_id or text), e.g. {rows}")
+    if args.depth is not None and t.column("bm25_rank").null_count == t.num_rows:
+        raise ValueError(f"{args.pairs}: --depth needs a bm25_rank column")
+    t0 = time.time()
+    run = rerank(t, args.model, args.out, tag=args.tag, depth=args.depth)
+    print(json.dumps({"run": args.out, "queries": len(run), "pairs": sum(len(d) for d in run.values()),
+                      "wall_s": round(time.time() - t0, 2)}))
     return 0
 
 

@@ -153,6 +153,22 @@ def test_lce_trains_resumes_exports_labels_and_reranks(tiny_encoder, tmp_path, r
     first = run_path.read_text().splitlines()[0].split()
     assert first[3] == "1" and first[2] == max(run[first[0]], key=run[first[0]].get)
 
+    # The same through `labeler rerank` from a JSONL of candidates; a candidate without text is an
+    # error rather than a run silently missing it.
+    from labeler.cli import main
+
+    rows = heldout.select(["query_id", "query", "doc_id", "title", "text", "bm25_rank"]).to_pylist()
+    cands = tmp_path / "candidates.jsonl"
+    cands.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["rerank", "--model", str(export), "--pairs", str(cands), "--out", str(tmp_path / "cli.run"),
+                 "--depth", "4"]) == 0
+    cli_run = read_run(tmp_path / "cli.run")
+    assert {q: sorted(d, key=d.get) for q, d in cli_run.items()} == {q: sorted(d, key=d.get) for q, d in back.items()}
+    rows[2]["text"] = None
+    cands.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["rerank", "--model", str(export), "--pairs", str(cands), "--out", str(tmp_path / "bad.run")]) == 2
+    assert not (tmp_path / "bad.run").exists()
+
 
 @pytest.mark.slow
 def test_pointwise_mode_trains_and_loss_falls(tiny_encoder, tmp_path, ray_local):
