@@ -68,3 +68,12 @@ def test_section_hash_tracks_changes(tmp_path):
     b = load_config(_write(tmp_path, BASE + "mine: {depth: 31}\n"))
     assert a.section_hash("mine") != b.section_hash("mine")
     assert a.section_hash("judge") == b.section_hash("judge")
+
+
+def test_every_shipped_config_validates():
+    """The example configs are documentation: a key the schema no longer has must fail here."""
+    paths = sorted((ROOT / "configs").glob("*.yaml"))
+    assert len(paths) >= 4
+    for p in paths:
+        cfg = load_config(p)
+        assert cfg.distill.cross_encoder.group_size >= 2, p
