@@ -194,7 +194,7 @@ def test_pipeline_distills_a_cross_encoder_and_labels_with_it(tiny_config, tiny_
     cfg, _ = tiny_config
     cfg.distill = _cfg(tiny_encoder, epochs=1)
     # The label stage's engine actors take the teacher's resources: one actor of half a CPU leaves room
-    # on 2 cores for the pair preparation actor and the (1-CPU) repartition task that feeds them.
+    # on 2 cores for the pair preparation actor that feeds it.
     cfg.judge.engine.cpus_per_actor, cfg.judge.engine.num_actors = 0.5, 1
     judged = pa.concat_tables([_judgments(n_queries=6, per_query=6), _judgments(n_queries=3, per_query=6, split="heldout")])
     # A train query without a relevant document: rejected with its reason, not dropped.
