@@ -94,12 +94,23 @@ class GradeWorker:
             truncated = [p.truncated for p in prompts]
         cols = label_columns(results, truncated, self.engine.model_id, self.engine.model_version)
         cols["_key"] = [pair_key(r["query_id"], r["doc_id"]) for r in rows]
-        out = batch
-        for name, values in cols.items():
-            field = next((f for f in LABEL_FIELDS if f.name == name), None)
-            arr = pa.array(values, type=field.type if field is not None else pa.string())
-            out = out.append_column(field if field is not None else name, arr)
-        return out
+        return append_label_columns(batch, cols)
+
+
+def append_label_columns(t: pa.Table, cols: dict) -> pa.Table:
+    """`t` with the label columns (LABEL_FIELDS types; `_key`, `_reason`, ... as strings); a value
+    of None is a column of nulls."""
+    types = {f.name: f for f in LABEL_FIELDS}
+    for name, values in cols.items():
+        field = types.get(name, pa.field(name, pa.string()))
+        if values is None:
+            arr = pa.nulls(t.num_rows, field.type)
+        elif isinstance(values, (pa.Array, pa.ChunkedArray)):
+            arr = values.cast(field.type)
+        else:
+            arr = pa.array(values, type=field.type)
+        t = t.append_column(field, arr)
+    return t
 
 
 def grade_target_ids(tokenizer, prefix: str) -> list[int]:

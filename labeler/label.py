@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import EngineConfig, GradeConfig
-from .schema import LABEL_FIELDS, MAX_RECORD_CHARS
+from .schema import MAX_RECORD_CHARS
 
 INPUT_ROW = pa.field("input_row", pa.string())
 # What a pairs file may carry, in the types the stages use; other fields are ignored.
@@ -534,7 +534,7 @@ class EngineWorker:
             self.engine = self.inner.engine
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from .grading import label_columns
+        from .grading import append_label_columns, label_columns
 
         go = pc.is_null(batch.column("_reason"))
         todo, failed = batch.filter(go), batch.filter(pc.invert(go))
@@ -546,7 +546,7 @@ class EngineWorker:
                 cols = label_columns(results, todo.column("truncated").to_pylist(), self.engine.model_id,
                                      self.engine.model_version)
                 cols["_key"] = todo.column("_key")
-                parts.append(_append(todo.drop_columns(["_reason", "_detail", "truncated", "_key"]), cols))
+                parts.append(append_label_columns(todo.drop_columns(["_reason", "_detail", "truncated", "_key"]), cols))
             else:
                 out = self.inner(todo.drop_columns(["_reason", "_detail", "_key", "truncated", "prompt_token_ids"]))
                 parts.append(out.append_column("prompt_token_ids", pa.nulls(out.num_rows, pa.list_(pa.int32()))))
@@ -560,24 +560,10 @@ class EngineWorker:
                     "truncated": failed.column("truncated"), "prompt_tokens": None,
                     "_key": failed.column("_key"), "_status": pa.array(["rejected"] * m, pa.string()),
                     "_reason": reasons, "_detail": failed.column("_detail"), "_raw": failed.column("_record")}
-            parts.append(_append(failed.drop_columns(["_reason", "_detail", "truncated", "_key"]), cols))
+            parts.append(append_label_columns(failed.drop_columns(["_reason", "_detail", "truncated", "_key"]), cols))
         out = pa.concat_tables(parts, promote_options="default") if len(parts) > 1 else parts[0]
         # The document text is not sent back to the driver unless the output keeps it (judgments).
         return out.drop_columns(["prompt_token_ids"] if self.keep_text else ["prompt_token_ids", "text"])
-
-
-def _append(t: pa.Table, cols: dict) -> pa.Table:
-    types = {f.name: f for f in LABEL_FIELDS}
-    for name, values in cols.items():
-        field = types.get(name, pa.field(name, pa.string()))
-        if values is None:
-            arr = pa.nulls(t.num_rows, field.type)
-        elif isinstance(values, (pa.Array, pa.ChunkedArray)):
-            arr = values.cast(field.type)
-        else:
-            arr = pa.array(values, type=field.type)
-        t = t.append_column(field, arr)
-    return t
 
 
 # -- the stage --------------------------------------------------------------------------------
