@@ -139,11 +139,18 @@ def minilm_cosine(pairs: pa.Table) -> pa.Table:
                      "score": (qv * dv).sum(-1).tolist()})
 
 
-def label_with(pairs: pa.Table, engine: EngineConfig, grading: GradeConfig, out: Path, seed: int) -> pa.Table:
-    """The project's label stage (same code as `labeler label`): one row per pair, ok or failed."""
+def label_with(pairs: pa.Table, engine: EngineConfig, grading: GradeConfig, out: Path, seed: int,
+               model_fp: str) -> pa.Table:
+    """The project's label stage (same code as `labeler label`): one row per pair, ok or failed.
+    A rerun of the benchmark reuses finished labels of the same model (`model_fp`: its distill
+    fingerprint) and grading."""
+    import hashlib
+
+    fp = hashlib.sha256(json.dumps([model_fp, engine.model_dump(mode="json"),
+                                    grading.model_dump(mode="json")]).encode()).hexdigest()[:16]
     store = RunStore(out)
-    if not store.is_done("label", "bench"):  # a rerun of the benchmark reuses finished labels
-        w = store.writer("label", "bench", LABELS)
+    if not store.is_done("label", fp):
+        w = store.writer("label", fp, LABELS)
         n = grade_pairs(w, pairs, engine, grading, seed)
         w.publish(n, config={}, upstream={})
     t = store.table("label", columns=["query_id", "doc_id", "status", "grade", "expected_grade"])
@@ -239,16 +246,16 @@ def main() -> int:
     walls["baselines_s"] = round(time.time() - t, 1)
     t = time.time()
     sources["cross_encoder"] = label_with(pairs, EngineConfig(backend="cross_encoder", model=str(ce_dir), batch_size=64),
-                                          grading, out / "liveqa-cross_encoder", args.seed)
+                                          grading, out / "liveqa-cross_encoder", args.seed, ce_manifest["fingerprint"])
     walls["label_cross_encoder_s"] = round(time.time() - t, 1)
     t = time.time()
     sources["generative"] = label_with(pairs, EngineConfig(backend="vllm", model=str(gen_dir), max_model_len=2048,
                                                            max_num_seqs=64, batch_size=64),
-                                       grading, out / "liveqa-generative", args.seed)
+                                       grading, out / "liveqa-generative", args.seed, gen_manifest["fingerprint"])
     walls["label_generative_s"] = round(time.time() - t, 1)
     sample, _ = sample_pairs(args.teacher_sample, args.seed)
     t = time.time()
-    sources["teacher"] = label_with(sample, gen.cfg.judge.engine, grading, out / "liveqa-teacher", args.seed)
+    sources["teacher"] = label_with(sample, gen.cfg.judge.engine, grading, out / "liveqa-teacher", args.seed, "teacher")
     walls["label_teacher_sample_s"] = round(time.time() - t, 1)
 
     sample_keys = pa.table({"query_id": sample.column("query_id"), "doc_id": sample.column("doc_id")})

@@ -15,8 +15,10 @@ vLLM actors) against, on the same prompts, in the same run:
 
 The pipeline's `wall_s` is the whole command (Ray start, engine start, the keys pre-pass, the
 export); `steady_pairs_per_s` is the rate between its first and last written part. `peak_rss_mb`
-is the driver plus its Ray workers (bench/mine.py's RssSampler) for the pipeline, and the
-process's and its children's peak (ru_maxrss) for the single-process baselines.
+is, for the pipeline, the peak sum over the driver and every process under it (Ray's daemons,
+its busy workers and the vLLM processes they start; shared pages not counted; bench/mine.py's
+RssSampler), with each process's own peak in `peak_rss_by_process_mb`; for the single-process
+baselines, the process's and its largest child's peak (ru_maxrss).
 
     .venv/bin/python bench/label_scale.py --pairs 1000000                       # random model, head_dim 64
     .venv/bin/python bench/label_scale.py --pairs 10000 --model out/demo/distill/artifacts/model
@@ -170,7 +172,7 @@ def run_pipeline(model: str, pairs: Path, work: Path, n: int) -> dict:
     for s in sets:
         cmd += ["--set", s]
     log("pipeline: labeler " + " ".join(cmd))
-    with RssSampler() as rss:
+    with RssSampler(everything=True) as rss:
         t0 = time.time()
         rc = labeler(cmd)
         wall = time.time() - t0
@@ -188,7 +190,10 @@ def run_pipeline(model: str, pairs: Path, work: Path, n: int) -> dict:
     return {"pairs": n, "wall_s": round(wall, 2), "pairs_per_s": round(n / wall, 1),
             "steady_pairs_per_s": None if steady is None else round(steady, 1), "stage_wall_s": m["wall_s"],
             "rows_out": m["rows_out"], "rows_rejected": m["rows_rejected"], "parts": len(parts),
-            "peak_rss_mb": round(rss.peak / 2**20, 1), "command": "labeler " + " ".join(cmd)}
+            "peak_rss_mb": round(rss.peak / 2**20, 1),
+            "peak_rss_by_process_mb": {k: round(v / 2**20, 1) for k, v in sorted(rss.by_process.items(), key=lambda kv: -kv[1])
+                                       if v >= 50 << 20},
+            "command": "labeler " + " ".join(cmd)}
 
 
 # -- baselines, each in a fresh process -------------------------------------------------------

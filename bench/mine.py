@@ -101,25 +101,47 @@ def make_queries(docs: list[dict], n: int) -> list[dict]:
 
 # ------------------------------------------------------------------------- measurement
 class RssSampler:
-    """Peak of the driver's resident memory plus the private memory of Ray's busy workers."""
+    """Peak of the driver's resident memory plus the private memory of Ray's busy workers.
 
-    def __init__(self):
+    `everything`: every process under the driver instead (Ray's own daemons and the engine
+    processes a worker starts, such as vLLM's EngineCore and Worker), still without idle Ray
+    workers and without shared pages; `by_process` then keeps each process's own peak, so what
+    grows with the input can be named.
+    """
+
+    def __init__(self, everything: bool = False):
         import psutil
 
-        self.psutil, self.peak, self._stop = psutil, 0, threading.Event()
+        self.psutil, self.peak, self._stop, self.everything = psutil, 0, threading.Event(), everything
+        self.by_process: dict[str, int] = {}
         self.t = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _label(p) -> str:
+        """`ray::MapWorker(MapBatches(EngineWorker))` for a Ray worker whatever it runs now, else the name."""
+        name = p.name()
+        if name.startswith("ray::"):
+            cmd = (p.cmdline() or [name])[0]
+            return cmd.rsplit(").", 1)[0] + ")" if ")." in cmd else cmd
+        return name
 
     def _run(self):
         me = self.psutil.Process()
         while not self._stop.is_set():
             total = me.memory_info().rss
+            self.by_process["driver"] = max(self.by_process.get("driver", 0), total)
             # Only this driver's own Ray (its raylet's workers): other Ray sessions on the machine are not ours.
             for p in me.children(recursive=True):
                 try:
                     name, mem = p.name(), p.memory_info()
-                    if name.startswith("ray::") and "IDLE" not in name:
-                        # Object-store pages mapped into every worker are shared, not theirs.
-                        total += mem.rss - getattr(mem, "shared", 0)
+                    if "IDLE" in name or not (self.everything or name.startswith("ray::")):
+                        continue
+                    # Object-store pages mapped into every worker are shared, not theirs.
+                    own = mem.rss - getattr(mem, "shared", 0)
+                    total += own
+                    if self.everything:
+                        label = f"{self._label(p)}[{p.pid}]"
+                        self.by_process[label] = max(self.by_process.get(label, 0), own)
                 except self.psutil.Error:
                     pass
             self.peak = max(self.peak, total)

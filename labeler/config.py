@@ -202,11 +202,19 @@ class CrossEncoderConfig(_Strict):
     # Groups per optimizer step per worker (pointwise: batch_groups x group_size pairs).
     batch_groups: int = Field(4, ge=1)
     score_batch_size: int = Field(32, ge=1, description="pairs per forward pass when scoring")
+    # Weak supervision that costs no teacher call: this many extra LCE groups whose query is a
+    # corpus document's title, the document its positive and BM25 results for the title (from
+    # negative_rank_window, near-duplicates excluded, as in mine) its negatives. Documents of
+    # held-out queries are never used. 0: teacher groups only.
+    title_groups: int = Field(0, ge=0)
+    title_min_words: int = Field(3, ge=1, description="shorter titles are not used as queries")
 
     @model_validator(mode="after")
     def _window(self):
         if self.negative_rank_window is not None and not 1 <= self.negative_rank_window[0] <= self.negative_rank_window[1]:
             raise ValueError(f"negative_rank_window must satisfy 1 <= lo <= hi, got {self.negative_rank_window}")
+        if self.title_groups and self.loss != "lce":
+            raise ValueError("title_groups need loss: lce (a title query has a positive, not a graded pair)")
         return self
 
 

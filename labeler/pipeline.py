@@ -276,14 +276,27 @@ class Pipeline:
         j = self.store.table("judge")
         w = self._writer("distill", TRAIN_EXAMPLES, fresh=False)
         export = w.artifacts / "model"
+        titles = None
+        if c.cross_encoder.title_groups:
+            from .mine import ensure_index
+            from .rerank import title_groups
+
+            s = self.cfg.synthesize
+            index_dir, _ = ensure_index(self.store.root, self.fingerprint("corpus"),
+                                        lambda: self.store.table("corpus"), self.cfg.mine.backend,
+                                        s.chunk_tokens, s.chunk_overlap)
+            mined = self.store.table("mine", columns=["doc_id", "split"])
+            heldout_docs = frozenset(mined.filter(pc.equal(mined.column("split"), "heldout")).column("doc_id").to_pylist())
+            titles = title_groups(index_dir, c.cross_encoder, seed=self.cfg.seed, exclude=heldout_docs)
+            self.log(f"[distill] title groups: {titles.counts}")
         stats = train_cross_encoder(c, j.filter(pc.equal(j.column("split"), "train")),
                                     j.filter(pc.equal(j.column("split"), "heldout")), w.work / "ray_train", export,
-                                    seed=self.cfg.seed, k=self.cfg.evaluate.k)
+                                    seed=self.cfg.seed, k=self.cfg.evaluate.k, extra_groups=titles)
         data, lce = stats.pop("train_data"), c.cross_encoder.loss == "lce"
         for f in [*(w.work / "data").glob("part-*"), *(w.work / "rejected").glob("part-*")]:
             f.unlink()
         if lce:  # the unit is a query: a group (its positive recorded) or a rejection with its reason
-            rows_in = stats["groups"]["queries_in"]
+            rows_in = stats["groups"]["queries_in"] + (titles.counts["titles_sampled"] if titles else 0)
             out = pa.table({"query_id": data.column("query_id"),
                             "doc_id": pc.list_element(data.column("doc_ids"), 0),
                             "grade": pc.list_element(data.column("grades"), 0),
@@ -301,7 +314,8 @@ class Pipeline:
         return self._publish(w, "distill", rows_in,
                              extra={"model_dir": str(self.store.path("distill") / "artifacts" / "model"),
                                     "kind": "cross_encoder",
-                                    "grade_counts": _counts_list(g for x in grades for g in (x if lce else [x])),
+                                    "grade_counts": _counts_list(g for x in grades for g in (x if lce else [x])
+                                                                 if g is not None),
                                     "train": stats})
 
     def student_dir(self) -> Path:

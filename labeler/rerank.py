@@ -124,6 +124,66 @@ def build_groups(judgments: pa.Table, cfg: CrossEncoderConfig, seed: int = 0) ->
     return GroupSet(pa.Table.from_pylist(groups, schema=GROUPS), rejected, counts)
 
 
+def title_groups(index_dir, cfg: CrossEncoderConfig, *, seed: int = 0, exclude: frozenset = frozenset()) -> GroupSet:
+    """Up to `cfg.title_groups` weakly supervised groups: a document's title as the query, the
+    document as the positive, BM25 results for the title (mine's rules: the rank window, never the
+    document itself, its passages or a near-duplicate) as the negatives.
+
+    A title is the query its author wrote for the document, so the pair costs no teacher call;
+    the negatives are assumed less relevant than the positive, as LCE assumes of BM25 negatives.
+    Titles shared by several documents are left out (no single positive), as are documents in
+    `exclude` (those of held-out queries, so evaluation stays unseen) and titles under
+    `title_min_words` words. Every sampled title ends as a group or a rejection with its reason.
+    """
+    import pyarrow.parquet as pq
+
+    from .bm25 import DOCS_FILE
+    from .config import MineConfig
+    from .mine import MineWorker
+
+    docs = pq.read_table(Path(index_dir) / DOCS_FILE, columns=["doc_id", "parent_id", "title"]).to_pylist()
+    by_title: dict[str, list[dict]] = defaultdict(list)
+    for d in docs:
+        t = (d["title"] or "").strip()
+        if len(t.split()) >= cfg.title_min_words and d["parent_id"] not in exclude and d["doc_id"] not in exclude:
+            by_title[" ".join(t.lower().split())].append(d)
+    # One passage per document (its first), and only titles that name one document.
+    unique = [ds[0] for ds in by_title.values() if len({d["parent_id"] for d in ds}) == 1]
+    unique.sort(key=lambda d: d["doc_id"])
+    sample = random.Random(f"{seed}:titles").sample(unique, min(cfg.title_groups, len(unique)))
+    need = cfg.group_size - 1
+    lo, hi = cfg.negative_rank_window or (2, 30)
+    hi = min(hi, 100)
+    lo = min(lo, hi)
+    mine_cfg = MineConfig(depth=hi, rank_window=(lo, hi), negatives_per_query=need, heldout_fraction=0.0)
+    worker = MineWorker(mine_cfg, {"path": str(index_dir), "name": Path(index_dir).name}, seed)
+    groups, rejected = [], []
+    for i in range(0, len(sample), 256):
+        chunk = sample[i:i + 256]
+        queries = pa.table({"query_id": [f"title:{d['doc_id']}" for d in chunk],
+                            "query": [d["title"].strip() for d in chunk],
+                            "seed_doc_id": [d["doc_id"] for d in chunk]})
+        by_query: dict[str, list[dict]] = defaultdict(list)
+        for r in worker(queries).to_pylist():
+            by_query[r["query_id"]].append(r)
+        for qid in queries.column("query_id").to_pylist():
+            rows = by_query[qid]
+            pos = [r for r in rows if r["source"] == "seed"]
+            negs = [r for r in rows if r["source"] == "bm25"]
+            if not pos or len(negs) < need:
+                rejected.append(rejected_row(qid, "too_few_negatives",
+                                             f"BM25 found {len(negs)} usable negatives in ranks {lo}-{hi} for the "
+                                             f"title; group_size={cfg.group_size} needs {need}"))
+                continue
+            members = [pos[0], *negs[:need]]
+            groups.append({"query_id": qid, "query": pos[0]["query"], "doc_ids": [m["doc_id"] for m in members],
+                           "docs": [pair_text(m) for m in members], "grades": [None] * len(members),
+                           "expected": [None] * len(members)})
+    counts = {"titles_eligible": len(unique), "titles_sampled": len(sample), "groups": len(groups),
+              "rejected": len(rejected)}
+    return GroupSet(pa.Table.from_pylist(groups, schema=GROUPS), rejected, counts)
+
+
 def graded_points(judgments: pa.Table) -> pa.Table:
     """Every ok pair with the teacher's grade and expected grade (pointwise training, validation, calibration)."""
     ok = judgments.filter(pc.equal(judgments.column("status"), "ok")) if "status" in judgments.column_names else judgments
@@ -321,12 +381,14 @@ def _validate(core, batch_loss, scores_of, config: dict, rank: int, world: int, 
 # --------------------------------------------------------------------------- driver
 
 def train_cross_encoder(cfg: DistillConfig, train_rows: pa.Table, heldout_rows: Optional[pa.Table],
-                        storage: Path, export: Path, *, seed: int = 0, k: int = 10) -> dict:
+                        storage: Path, export: Path, *, seed: int = 0, k: int = 10,
+                        extra_groups: Optional[GroupSet] = None) -> dict:
     """Fit the cross-encoder on the train split's judgments, export it with its calibration.
 
     `train_rows`/`heldout_rows` are judge rows (failed ones included: the group builder counts
     them). Returns the training data actually used (`groups` or `points`), the group counts and
     rejections, the per-epoch history and the held-out agreement of the calibrated labeler.
+    `extra_groups` (title_groups) are trained on beside the teacher's groups.
     """
     import ray
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
@@ -337,6 +399,8 @@ def train_cross_encoder(cfg: DistillConfig, train_rows: pa.Table, heldout_rows: 
     points = graded_points(train_rows)
     groups = build_groups(train_rows, c, seed) if lce else None
     train_data = groups.groups if lce else points
+    if lce and extra_groups is not None and extra_groups.groups.num_rows:
+        train_data = pa.concat_tables([train_data, extra_groups.groups])
     if train_data.num_rows < cfg.num_workers:
         detail = f" (groups: {groups.counts})" if lce else ""
         raise ValueError(f"distill (cross_encoder, {c.loss}): {train_data.num_rows} training rows for "
@@ -379,7 +443,8 @@ def train_cross_encoder(cfg: DistillConfig, train_rows: pa.Table, heldout_rows: 
             "calibration": None}
     (export / META_FILE).write_text(json.dumps(meta, indent=2))
     stats = {"history": state.get("history", []), "epochs": c.epochs, "train_rows": train_data.num_rows,
-             "groups": groups.counts if lce else None, "train_pairs": points.num_rows}
+             "groups": groups.counts if lce else None, "train_pairs": points.num_rows,
+             "title_groups": extra_groups.counts if extra_groups is not None else None}
     engine = load_engine(export, batch_size=c.score_batch_size)
     scores, _, _ = engine.score(list(zip(points.column("query").to_pylist(), points.column("doc").to_pylist())))
     meta["calibration"] = fit_calibration(scores, points.column("expected").to_pylist())
@@ -394,7 +459,8 @@ def train_cross_encoder(cfg: DistillConfig, train_rows: pa.Table, heldout_rows: 
                          "grade": pa.array([r.grade for r in results], pa.int8()),
                          "expected_grade": pa.array([r.expected for r in results], pa.float64())})
         stats["heldout_agreement"] = validation_agreement(val_points.select(["query_id", "doc_id", "grade"]), pred, k)
-    return {**stats, "train_data": train_data, "rejected": groups.rejected if lce else [],
+    rejected = (groups.rejected + (extra_groups.rejected if extra_groups is not None else [])) if lce else []
+    return {**stats, "train_data": train_data, "rejected": rejected,
             "metrics": result.metrics}
 
 

@@ -84,6 +84,37 @@ def test_groups_reconcile_reject_with_reasons_and_never_use_failed_rows():
     assert build_groups(t, cfg, seed=3).groups.equals(gs.groups)
 
 
+def test_title_groups_take_the_titled_document_as_positive_and_bm25_negatives(tmp_path):
+    """Weak groups from titles: the positive is the document the title names, the negatives are
+    other BM25 results (never the positive's passages); excluded documents and titles shared by
+    several documents are never used; every sampled title is a group or a rejection."""
+    from labeler.mine import build_index
+    from labeler.rerank import title_groups
+
+    docs = [json.loads(line) for line in DEMO_DOCS.read_text().splitlines()]
+    # Two documents with one title: neither may be a title query's positive.
+    docs[1]["title"] = docs[0]["title"]
+    table = pa.Table.from_pylist([{k: d.get(k) for k in ("doc_id", "title", "text")} for d in docs])
+    folder = build_index(table, tmp_path / "ix")
+    excluded = docs[2]["doc_id"]
+    title_of = {d["doc_id"]: d["title"] for d in docs}
+    cfg = CrossEncoderConfig(group_size=4, title_groups=len(docs), title_min_words=2)
+    gs = title_groups(folder, cfg, seed=3, exclude=frozenset({excluded}))
+    assert gs.counts["titles_sampled"] == gs.counts["titles_eligible"] < len(docs)
+    assert gs.groups.num_rows + len(gs.rejected) == gs.counts["titles_sampled"] and gs.groups.num_rows > 0
+    for g in gs.groups.to_pylist():
+        pos = g["doc_ids"][0]
+        assert g["query_id"] == f"title:{pos}" and g["query"] == title_of[pos].strip()
+        assert pos not in {docs[0]["doc_id"], docs[1]["doc_id"], excluded}
+        assert len(g["doc_ids"]) == 4 and len(set(g["doc_ids"])) == 4
+        assert g["grades"] == [None] * 4  # no teacher grade is made up for them
+    # Deterministic under the seed.
+    again = title_groups(folder, cfg, seed=3, exclude=frozenset({excluded}))
+    assert again.groups.column("doc_ids").to_pylist() == gs.groups.column("doc_ids").to_pylist()
+    with pytest.raises(ValueError, match="title_groups need loss: lce"):
+        CrossEncoderConfig(loss="pointwise", title_groups=5)
+
+
 def test_lce_loss_and_calibration_are_what_they_claim():
     import torch
 
@@ -185,14 +216,15 @@ def test_pointwise_mode_trains_and_loss_falls(tiny_encoder, tmp_path, ray_local)
 
 @pytest.mark.slow
 def test_pipeline_distills_a_cross_encoder_and_labels_with_it(tiny_config, tiny_encoder, tmp_path, ray_local):
-    """distill.kind=cross_encoder through the pipeline: a row per query (group or rejection), the
-    export, then the label stage grading the held-out pairs with the cross-encoder engine."""
+    """distill.kind=cross_encoder through the pipeline: a row per query (group or rejection), title
+    groups from the run's BM25 index beside the teacher's, the export, then the label stage grading
+    the held-out pairs with the cross-encoder engine."""
     from labeler.pipeline import Pipeline
-    from labeler.schema import PAIRS
+    from labeler.schema import DOCS, PAIRS
     from labeler.store import RunStore
 
     cfg, _ = tiny_config
-    cfg.distill = _cfg(tiny_encoder, epochs=1)
+    cfg.distill = _cfg(tiny_encoder, epochs=1, title_groups=5, title_min_words=2)
     # The label stage's engine actors take the teacher's resources: one actor of half a CPU leaves room
     # on 2 cores for the pair preparation actor that feeds it.
     cfg.judge.engine.cpus_per_actor, cfg.judge.engine.num_actors = 0.5, 1
@@ -202,16 +234,29 @@ def test_pipeline_distills_a_cross_encoder_and_labels_with_it(tiny_config, tiny_
             for r in judged.to_pylist()]
     judged = pa.Table.from_pylist(rows, schema=JUDGMENTS)
     store = RunStore(tmp_path / "run")
-    for stage, table, schema in [("mine", judged.select(PAIRS.names), PAIRS), ("judge", judged, JUDGMENTS)]:
+    docs = pa.Table.from_pylist([{k: d.get(k) for k in ("doc_id", "title", "text")}
+                                 for d in map(json.loads, DEMO_DOCS.read_text().splitlines())], schema=DOCS)
+    for stage, table, schema in [("corpus", docs, DOCS), ("mine", judged.select(PAIRS.names), PAIRS),
+                                 ("judge", judged, JUDGMENTS)]:
         w = store.writer(stage, "given", schema)
         w.write(table)
         w.publish(table.num_rows, config={}, upstream={})
     summary = Pipeline(cfg, tmp_path / "run").run(until="label", only=["distill", "label"])
-    assert summary["stages"]["distill"]["rows_in"] == 6
-    assert summary["stages"]["distill"]["rows_out"] == 5
-    assert summary["stages"]["distill"]["rejected_by_reason"] == {"no_positive": 1}
     m = store.manifest("distill")
+    titles = m["train"]["title_groups"]
+    assert titles["titles_sampled"] == 5 and titles["groups"] + titles["rejected"] == 5 and titles["groups"] > 0
+    assert summary["stages"]["distill"]["rows_in"] == 6 + 5
+    assert summary["stages"]["distill"]["rows_out"] == 5 + titles["groups"]
+    assert summary["stages"]["distill"]["rejected_by_reason"] == {"no_positive": 1, **(
+        {"too_few_negatives": titles["rejected"]} if titles["rejected"] else {})}
     assert m["kind"] == "cross_encoder" and m["train"]["groups"]["groups"] == 5
+    assert m["train"]["train_rows"] == 5 + titles["groups"]
+    trained = store.table("distill")
+    title_rows = trained.filter(pc.starts_with(trained.column("query_id"), "title:"))
+    assert title_rows.num_rows == titles["groups"] and title_rows.column("grade").null_count == title_rows.num_rows
+    # No document of a held-out query is a title query's positive.
+    heldout_docs = set(judged.filter(pc.equal(judged.column("split"), "heldout")).column("doc_id").to_pylist())
+    assert not heldout_docs & set(title_rows.column("doc_id").to_pylist())
     assert is_cross_encoder(m["model_dir"])
     labels = store.table("label")
     assert labels.num_rows == 18 and set(labels.column("status").to_pylist()) == {"ok"}
