@@ -193,3 +193,18 @@ def test_label_killed_and_rerun_labels_every_pair_once(tiny_config, tmp_path):
     rejected = pq.read_table(published / "rejected").num_rows if (published / "rejected").exists() else 0
     assert rejected == 2
     assert len((out / "_labels.qrels").read_text().splitlines()) == m["rows_out"]
+
+
+def test_scan_never_takes_a_hash_collision_for_a_duplicate(tmp_path, monkeypatch):
+    """The pre-pass keeps 64-bit hashes of the keys; rows whose hashes repeat are compared by their
+    real keys. With every hash equal, only the true duplicates are reported."""
+    import labeler.label as label_mod
+
+    rows = [{"query_id": f"q{i % 7}", "query": "x", "doc_id": f"d{i}", "text": "t"} for i in range(40)]
+    rows[33] = dict(rows[3])  # the one duplicate: line 34 repeats line 4
+    f = tmp_path / "p.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    honest = label_mod.scan(label_mod.PairsInput(str(f)))
+    monkeypatch.setattr(label_mod, "hash", lambda k: 7, raising=False)
+    colliding = label_mod.scan(label_mod.PairsInput(str(f)))
+    assert colliding == honest and honest.duplicates == {"p.jsonl:34": "p.jsonl:4"}
