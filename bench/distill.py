@@ -69,10 +69,13 @@ def config(args, kind: str):
         "distill": {"kind": kind, "base_model": args.student, "num_workers": 2,
                     "epochs": args.epochs, "micro_batch_size": 4, "lr": 5e-4, "bf16": True, "zero_stage": 1,
                     "train_last_layers": 4, "max_seq_len": 640, "balance": args.balance,
+                    **({"kl_weight": args.kl_weight} if kind == "generative" else {}),
                     "cross_encoder": {"loss": "lce", "group_size": args.group_size, "epochs": args.ce_epochs,
                                       "lr": args.ce_lr, "batch_groups": 4, "max_seq_len": 256,
                                       "positive_min_grade": args.positive_min_grade,
-                                      **({"base_model": args.cross_encoder} if args.cross_encoder else {})}},
+                                      **({"base_model": args.cross_encoder} if args.cross_encoder else {}),
+                                      # only in the cross-encoder's config: the generative run stays reusable
+                                      **({"title_groups": args.title_groups} if kind == "cross_encoder" else {})}},
         "label": {}, "evaluate": {"k": 10},
     }
     for expr in args.set:
@@ -197,8 +200,12 @@ def main() -> int:
     ap.add_argument("--doc-tokens", type=int, default=192)
     ap.add_argument("--epochs", type=int, default=2, help="generative student")
     ap.add_argument("--balance", default="none", choices=["none", "reweight", "oversample"])
+    ap.add_argument("--kl-weight", type=float, default=0.0,
+                    help="generative student: weight of the KL term to the teacher's grade distribution")
     ap.add_argument("--ce-epochs", type=int, default=3)
     ap.add_argument("--ce-lr", type=float, default=3e-5)
+    ap.add_argument("--title-groups", type=int, default=0,
+                    help="cross-encoder: extra LCE groups from MedQuAD titles (no teacher call)")
     ap.add_argument("--teacher-sample", type=int, default=60, help="LiveQA pairs the teacher grades (stratified)")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",

@@ -191,8 +191,7 @@ def run_pipeline(model: str, pairs: Path, work: Path, n: int) -> dict:
             "steady_pairs_per_s": None if steady is None else round(steady, 1), "stage_wall_s": m["wall_s"],
             "rows_out": m["rows_out"], "rows_rejected": m["rows_rejected"], "parts": len(parts),
             "peak_rss_mb": round(rss.peak / 2**20, 1),
-            "peak_rss_by_process_mb": {k: round(v / 2**20, 1) for k, v in sorted(rss.by_process.items(), key=lambda kv: -kv[1])
-                                       if v >= 50 << 20},
+            "rss_at_peak_mb": rss.per_process(rss.at_peak), "peak_rss_by_process_mb": rss.per_process(rss.by_process),
             "command": "labeler " + " ".join(cmd)}
 
 

@@ -113,23 +113,24 @@ class RssSampler:
         import psutil
 
         self.psutil, self.peak, self._stop, self.everything = psutil, 0, threading.Event(), everything
-        self.by_process: dict[str, int] = {}
+        self.by_process: dict[str, int] = {}   # "<name>[pid]" -> that process's own peak
+        self.at_peak: dict[str, int] = {}      # what each process held when the sum peaked
+        self._names: dict[int, str] = {}
         self.t = threading.Thread(target=self._run, daemon=True)
 
     @staticmethod
     def _label(p) -> str:
-        """`ray::MapWorker(MapBatches(EngineWorker))` for a Ray worker whatever it runs now, else the name."""
+        """`ray::MapWorker(MapBatches(EngineWorker))` for a Ray worker whatever task it runs now, else the name."""
         name = p.name()
         if name.startswith("ray::"):
             cmd = (p.cmdline() or [name])[0]
-            return cmd.rsplit(").", 1)[0] + ")" if ")." in cmd else cmd
+            return cmd.rsplit(").", 1)[0] + ")" if ")." in cmd else cmd.split(".")[0]
         return name
 
     def _run(self):
         me = self.psutil.Process()
         while not self._stop.is_set():
-            total = me.memory_info().rss
-            self.by_process["driver"] = max(self.by_process.get("driver", 0), total)
+            now = {"driver": me.memory_info().rss}
             # Only this driver's own Ray (its raylet's workers): other Ray sessions on the machine are not ours.
             for p in me.children(recursive=True):
                 try:
@@ -138,14 +139,29 @@ class RssSampler:
                         continue
                     # Object-store pages mapped into every worker are shared, not theirs.
                     own = mem.rss - getattr(mem, "shared", 0)
-                    total += own
                     if self.everything:
-                        label = f"{self._label(p)}[{p.pid}]"
-                        self.by_process[label] = max(self.by_process.get(label, 0), own)
+                        # A process renames itself (vLLM's start as "python"): its latest name counts.
+                        label = self._names[p.pid] = self._label(p)
+                        now[f"{label}[{p.pid}]"] = own
+                    else:
+                        now[str(p.pid)] = own
                 except self.psutil.Error:
                     pass
-            self.peak = max(self.peak, total)
+            total = sum(now.values())
+            if total > self.peak:
+                self.peak, self.at_peak = total, now
+            for k, v in now.items():
+                self.by_process[k] = max(self.by_process.get(k, 0), v)
             self._stop.wait(0.2)
+
+    def per_process(self, table: dict, min_bytes: int = 50 << 20) -> dict:
+        """MB per process, by each pid's latest name, largest first."""
+        out: dict = {}
+        for k, v in table.items():
+            pid = k.rsplit("[", 1)[-1].rstrip("]")
+            label = f"{self._names[int(pid)]}[{pid}]" if pid.isdigit() and int(pid) in self._names else k
+            out[label] = max(out.get(label, 0), v)
+        return {k: round(v / 2**20, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= min_bytes}
 
     def __enter__(self):
         self.t.start()
