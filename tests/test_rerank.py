@@ -128,6 +128,11 @@ def test_lce_loss_and_calibration_are_what_they_claim():
     out = apply_calibration([-10, -1.5, 0.5, 10], cal)
     assert list(out) == sorted(out) and 0 <= out[0] and out[-1] <= 3  # monotone, clipped to the scale
     assert out[0] == pytest.approx(0.0) and out[-1] == pytest.approx(3.0)
+    # Calibration folds split by query, never inside one; too few held-out pairs: no folds.
+    from labeler.rerank import _query_folds
+    folds = _query_folds(["a", "a", "b", "c", "c", "b"])
+    assert list(folds) == [0, 0, 1, 0, 0, 1]
+    assert _query_folds(["a", "a", "a"]) is None and _query_folds(["a", "b", "b"]) is None
 
 
 @pytest.mark.slow
@@ -156,7 +161,8 @@ def test_lce_trains_resumes_exports_labels_and_reranks(tiny_encoder, tmp_path, r
     # The export: model, tokenizer and calibration; the engine labels pairs with grades 0..3.
     assert is_cross_encoder(export) and not (export / "optimizer.pt").exists()
     meta = json.loads((export / META_FILE).read_text())
-    assert meta["calibration"]["n_pairs"] == int(pc.sum(pc.equal(train.column("status"), "ok")).as_py())
+    # Calibrated on the held-out teacher pairs, which the model never trained on.
+    assert meta["calibration"]["fitted_on"] == "heldout" and meta["calibration"]["n_pairs"] == heldout.num_rows
     engine = make_engine(EngineConfig(backend="vllm", model=str(export)))  # auto-detected
     assert type(engine).__name__ == "CrossEncoderEngine"
     worker = GradeWorker(EngineConfig(backend="cross_encoder", model=str(export), batch_size=8), GradeConfig())
