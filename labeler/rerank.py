@@ -142,10 +142,12 @@ def title_groups(index_dir, cfg: CrossEncoderConfig, *, seed: int = 0, exclude: 
     from .mine import MineWorker
 
     docs = pq.read_table(Path(index_dir) / DOCS_FILE, columns=["doc_id", "parent_id", "title"]).to_pylist()
+    # A held-out pair may name one passage of a document: all of that document's passages are out.
+    excluded = {d["parent_id"] for d in docs if d["doc_id"] in exclude or d["parent_id"] in exclude}
     by_title: dict[str, list[dict]] = defaultdict(list)
     for d in docs:
         t = (d["title"] or "").strip()
-        if len(t.split()) >= cfg.title_min_words and d["parent_id"] not in exclude and d["doc_id"] not in exclude:
+        if len(t.split()) >= cfg.title_min_words and d["parent_id"] not in excluded:
             by_title[" ".join(t.lower().split())].append(d)
     # One passage per document (its first), and only titles that name one document.
     unique = [ds[0] for ds in by_title.values() if len({d["parent_id"] for d in ds}) == 1]
