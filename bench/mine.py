@@ -113,9 +113,9 @@ class RssSampler:
         import psutil
 
         self.psutil, self.peak, self._stop, self.everything = psutil, 0, threading.Event(), everything
-        self.by_process: dict[str, int] = {}   # "<name>[pid]" -> that process's own peak
-        self.at_peak: dict[str, int] = {}      # what each process held when the sum peaked
-        self._names: dict[int, str] = {}
+        self.by_process: dict[int, int] = {}   # pid -> that process's own peak
+        self.at_peak: dict[int, int] = {}      # pid -> what it held when the sum peaked
+        self.names: dict[int, str] = {}        # pid -> its latest name (vLLM's start as "python")
         self.t = threading.Thread(target=self._run, daemon=True)
 
     @staticmethod
@@ -129,8 +129,9 @@ class RssSampler:
 
     def _run(self):
         me = self.psutil.Process()
+        self.names[me.pid] = "driver"
         while not self._stop.is_set():
-            now = {"driver": me.memory_info().rss}
+            now = {me.pid: me.memory_info().rss}
             # Only this driver's own Ray (its raylet's workers): other Ray sessions on the machine are not ours.
             for p in me.children(recursive=True):
                 try:
@@ -138,30 +139,23 @@ class RssSampler:
                     if "IDLE" in name or not (self.everything or name.startswith("ray::")):
                         continue
                     # Object-store pages mapped into every worker are shared, not theirs.
-                    own = mem.rss - getattr(mem, "shared", 0)
+                    now[p.pid] = mem.rss - getattr(mem, "shared", 0)
                     if self.everything:
-                        # A process renames itself (vLLM's start as "python"): its latest name counts.
-                        label = self._names[p.pid] = self._label(p)
-                        now[f"{label}[{p.pid}]"] = own
-                    else:
-                        now[str(p.pid)] = own
+                        self.names[p.pid] = self._label(p)
                 except self.psutil.Error:
                     pass
             total = sum(now.values())
             if total > self.peak:
                 self.peak, self.at_peak = total, now
-            for k, v in now.items():
-                self.by_process[k] = max(self.by_process.get(k, 0), v)
+            for pid, v in now.items():
+                self.by_process[pid] = max(self.by_process.get(pid, 0), v)
             self._stop.wait(0.2)
 
     def per_process(self, table: dict, min_bytes: int = 50 << 20) -> dict:
-        """MB per process, by each pid's latest name, largest first."""
-        out: dict = {}
-        for k, v in table.items():
-            pid = k.rsplit("[", 1)[-1].rstrip("]")
-            label = f"{self._names[int(pid)]}[{pid}]" if pid.isdigit() and int(pid) in self._names else k
-            out[label] = max(out.get(label, 0), v)
-        return {k: round(v / 2**20, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= min_bytes}
+        """MB per process ("name[pid]", the driver as "driver"), largest first."""
+        named = {("driver" if self.names.get(pid) == "driver" else f"{self.names.get(pid, '?')}[{pid}]"): v
+                 for pid, v in table.items()}
+        return {k: round(v / 2**20, 1) for k, v in sorted(named.items(), key=lambda kv: -kv[1]) if v >= min_bytes}
 
     def __enter__(self):
         self.t.start()

@@ -172,22 +172,14 @@ class Pipeline:
                                     "seed_docs": len(set(requests.column("seed_doc_id").to_pylist()))})
 
     def _mine(self, fp):
-        import os
-
-        from .mine import MineWorker, ensure_index, index_handle, mine_pool
+        from .mine import MineWorker, index_handle, mine_pool
         from .runner import pending, run_actor_stage
 
         self._ray_up()
-        c, s = self.cfg.mine, self.cfg.synthesize
+        c = self.cfg.mine
         queries = self.store.table("synthesize")
         w = self._writer("mine", PAIRS)
-        # Built once per corpus content, backend and chunking; reused by later runs and stages.
-        index_dir, index_s = ensure_index(
-            self.store.root, self.fingerprint("corpus"),
-            lambda: self.store.table("corpus", columns=["doc_id", "title", "text", "author", "space", "doc_type",
-                                                        "last_modified"]),
-            c.backend, s.chunk_tokens, s.chunk_overlap, threads=os.cpu_count() or 1,
-            log=lambda m: self.log(f"[mine] {m}"))
+        index_dir, index_s = self._mine_index()
         done = w.done_keys(lambda t: t.column("query_id").to_pylist())
         todo = pending(queries, queries.column("query_id"), done)
         run_actor_stage(w, todo, worker=MineWorker,
@@ -199,6 +191,21 @@ class Pipeline:
                  "pairs_by_source": _counts(pairs, "source"), "pairs_by_split": _counts(pairs, "split"),
                  "index": str(index_dir), "index_backend": c.backend, "index_build_s": round(index_s, 2)}
         return self._publish(w, "mine", queries.num_rows, extra=extra, one_to_one=False)
+
+    def _mine_index(self):
+        """The mine stage's BM25 index folder and the seconds spent building it (0 when it exists).
+        Built once per corpus content, backend and chunking; reused by later runs and stages."""
+        import os
+
+        from .mine import ensure_index
+
+        s = self.cfg.synthesize
+        return ensure_index(
+            self.store.root, self.fingerprint("corpus"),
+            lambda: self.store.table("corpus", columns=["doc_id", "title", "text", "author", "space", "doc_type",
+                                                        "last_modified"]),
+            self.cfg.mine.backend, s.chunk_tokens, s.chunk_overlap, threads=os.cpu_count() or 1,
+            log=lambda m: self.log(f"[mine] {m}"))
 
     def _check_every_input(self, w, keys: set, key_col: str):
         got = set()
@@ -278,13 +285,9 @@ class Pipeline:
         export = w.artifacts / "model"
         titles = None
         if c.cross_encoder.title_groups:
-            from .mine import ensure_index
             from .rerank import title_groups
 
-            s = self.cfg.synthesize
-            index_dir, _ = ensure_index(self.store.root, self.fingerprint("corpus"),
-                                        lambda: self.store.table("corpus"), self.cfg.mine.backend,
-                                        s.chunk_tokens, s.chunk_overlap)
+            index_dir, _ = self._mine_index()
             mined = self.store.table("mine", columns=["doc_id", "split"])
             heldout_docs = frozenset(mined.filter(pc.equal(mined.column("split"), "heldout")).column("doc_id").to_pylist())
             titles = title_groups(index_dir, c.cross_encoder, seed=self.cfg.seed, exclude=heldout_docs)

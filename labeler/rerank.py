@@ -135,13 +135,16 @@ def title_groups(index_dir, cfg: CrossEncoderConfig, *, seed: int = 0, exclude: 
     `exclude` (those of held-out queries, so evaluation stays unseen) and titles under
     `title_min_words` words. Every sampled title ends as a group or a rejection with its reason.
     """
-    import pyarrow.parquet as pq
-
-    from .bm25 import DOCS_FILE
     from .config import MineConfig
     from .mine import MineWorker
 
-    docs = pq.read_table(Path(index_dir) / DOCS_FILE, columns=["doc_id", "parent_id", "title"]).to_pylist()
+    need = cfg.group_size - 1
+    lo, hi = cfg.negative_rank_window or (2, 30)
+    hi = min(hi, 100)
+    lo = min(lo, hi)
+    mine_cfg = MineConfig(depth=hi, rank_window=(lo, hi), negatives_per_query=need, heldout_fraction=0.0)
+    worker = MineWorker(mine_cfg, {"path": str(index_dir), "name": Path(index_dir).name}, seed)
+    docs = worker.docs.select(["doc_id", "parent_id", "title"]).to_pylist()  # the index's passages, already read
     # A held-out pair may name one passage of a document: all of that document's passages are out.
     excluded = {d["parent_id"] for d in docs if d["doc_id"] in exclude or d["parent_id"] in exclude}
     by_title: dict[str, list[dict]] = defaultdict(list)
@@ -153,12 +156,6 @@ def title_groups(index_dir, cfg: CrossEncoderConfig, *, seed: int = 0, exclude: 
     unique = [ds[0] for ds in by_title.values() if len({d["parent_id"] for d in ds}) == 1]
     unique.sort(key=lambda d: d["doc_id"])
     sample = random.Random(f"{seed}:titles").sample(unique, min(cfg.title_groups, len(unique)))
-    need = cfg.group_size - 1
-    lo, hi = cfg.negative_rank_window or (2, 30)
-    hi = min(hi, 100)
-    lo = min(lo, hi)
-    mine_cfg = MineConfig(depth=hi, rank_window=(lo, hi), negatives_per_query=need, heldout_fraction=0.0)
-    worker = MineWorker(mine_cfg, {"path": str(index_dir), "name": Path(index_dir).name}, seed)
     groups, rejected = [], []
     for i in range(0, len(sample), 256):
         chunk = sample[i:i + 256]
