@@ -67,7 +67,7 @@ def config(args, kind: str):
         "mine": {"depth": 30, "negatives_per_query": args.negatives, "heldout_fraction": args.heldout_fraction},
         "judge": {"engine": engine, "grading": grading},
         "distill": {"kind": kind, "base_model": args.student, "num_workers": 2,
-                    "epochs": args.epochs, "micro_batch_size": 4, "lr": 5e-4, "bf16": True, "zero_stage": 1,
+                    "epochs": args.epochs, "micro_batch_size": 4, "lr": 5e-4, "bf16": "auto", "zero_stage": 1,
                     "train_last_layers": 4, "max_seq_len": 640, "balance": args.balance,
                     **({"kl_weight": args.kl_weight} if kind == "generative" else {}),
                     "cross_encoder": {"loss": "lce", "group_size": args.group_size, "epochs": args.ce_epochs,

@@ -47,6 +47,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from mine import RssSampler  # noqa: E402  (driver + Ray workers, shared with the mining benchmark)
+from labeler.hardware import machine_info, resolve_dtype  # noqa: E402
 
 WORDS = ("vpn access policy expense report travel laptop onboarding payroll benefits security password reset "
          "wiki team project roadmap release incident outage postmortem budget forecast quarterly review hiring "
@@ -58,6 +59,9 @@ WORDS = ("vpn access policy expense report travel laptop onboarding payroll bene
          "announcement townhall strategy okr goal feedback promotion salary equity relocation visa insurance "
          "expense card travel booking hotel flight reimbursement receipt procurement purchase order laptop refresh").split()
 MODEL_KW = dict(max_model_len=512, max_num_seqs=256, batch_size=1024)
+# Every peer runs in the dtype the stages pick on this machine (labeler.hardware): bf16 only where
+# the CPU has native bf16, so figures from AVX2 and AVX-512 machines compare like with like.
+DTYPE = resolve_dtype("auto", what="bench")
 MAX_DOC_TOKENS = 128
 
 
@@ -220,7 +224,7 @@ def run_vllm(a) -> dict:
     from vllm import LLM, SamplingParams
 
     t0 = time.time()
-    llm = LLM(model=a.model, dtype="bfloat16", max_model_len=a.max_model_len, max_num_seqs=MODEL_KW["max_num_seqs"],
+    llm = LLM(model=a.model, dtype=DTYPE, max_model_len=a.max_model_len, max_num_seqs=MODEL_KW["max_num_seqs"],
               enforce_eager=True, enable_prefix_caching=True, seed=0)
     start = time.time() - t0
     if a.pairs_dir:  # the teacher: its own chat template and tokenizer
@@ -274,7 +278,7 @@ def run_ray_data_llm(a) -> dict:
         model_source=a.model, batch_size=MODEL_KW["batch_size"], concurrency=1, log_engine_metrics=False,
         placement_group_config={"bundles": [{"CPU": 1}], "strategy": "PACK"},
         chat_template_stage=False, tokenize_stage=False, detokenize_stage=False,
-        engine_kwargs={"dtype": "bfloat16", "max_model_len": a.max_model_len, "max_num_seqs": MODEL_KW["max_num_seqs"],
+        engine_kwargs={"dtype": DTYPE, "max_model_len": a.max_model_len, "max_num_seqs": MODEL_KW["max_num_seqs"],
                        "enforce_eager": True, "enable_prefix_caching": True})
 
     def post(row):
@@ -306,7 +310,7 @@ def run_hf(a) -> dict:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     t0 = time.time()
-    model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=torch.bfloat16).eval()
+    model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=getattr(torch, DTYPE)).eval()
     start = time.time() - t0
     prompts = [p for chunk in prompt_files(Path(a.prompts), a.limit) for p in chunk]
     t = time.time()
@@ -363,7 +367,8 @@ def main():
     make_pairs(a.pairs, pairs)
     log(f"{a.pairs:,} pairs in {pairs} ({time.time() - t:.1f}s); model {model}")
     result: dict = {"pairs": a.pairs, "model": a.model or f"random Llama hidden {a.hidden}, {a.layers} layers, head_dim 64",
-                    "engine": MODEL_KW, "max_doc_tokens": MAX_DOC_TOKENS, "cpus": os.cpu_count()}
+                    "engine": MODEL_KW, "max_doc_tokens": MAX_DOC_TOKENS, "cpus": os.cpu_count(),
+                    "machine": machine_info(), "dtype": DTYPE}
     if "pipeline" in only:
         p = run_pipeline(model, pairs, work, a.pairs)
         result["pipeline"] = p

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, EngineConfig, dotted_override, load_config
+from .config import ConfigError, EngineConfig, dotted_override, identity, load_config
 
 STAGE_CMDS = ["corpus", "synthesize", "mine", "judge", "distill", "label", "evaluate"]
 
@@ -185,7 +185,7 @@ def _standalone(args, cfg, out: Path) -> int:
                                  **({"model": args.model} if args.model else {})})
     store = RunStore(out / ".labeler")
     where = lambda p: p if "://" in p else str(Path(p).resolve())  # noqa: E731
-    fp = hashlib.sha256(json.dumps([args.cmd, engine.model_dump(mode="json"), cfg.judge.grading.model_dump(mode="json"),
+    fp = hashlib.sha256(json.dumps([args.cmd, identity(engine), cfg.judge.grading.model_dump(mode="json"),
                                     where(args.pairs), args.corpus and where(args.corpus)]).encode()).hexdigest()[:16]
     if store.is_done(args.cmd, fp) and not args.force:
         print(f"[{args.cmd}] up to date in {out}", file=sys.stderr)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -38,13 +38,25 @@ class EngineConfig(_Strict):
     # folder holding labeler_cross_encoder.json).
     backend: Literal["vllm", "openai", "transformers", "cross_encoder"] = "vllm"
     model: str = Field(..., description="local dir, hub id, or offline:<name> (see labeler.models)")
-    dtype: str = "bfloat16"
+    # auto: bfloat16 on a GPU or a CPU with native bf16 (AVX512_BF16/AMX), float32 otherwise (labeler.hardware).
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     max_model_len: int = Field(2048, ge=64)
     max_num_seqs: int = Field(64, ge=1)
     kv_cache_gib: float = Field(1.0, gt=0, description="vLLM CPU KV cache (VLLM_CPU_KVCACHE_SPACE)")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     tensor_parallel_size: int = Field(1, ge=1)
     enable_prefix_caching: bool = True
+    # vLLM: at most this many tokens in one engine step (chunked prefill). On a CPU one step of a
+    # whole batch of long prompts can outlast vLLM's execute-model timeout; None: vLLM's default
+    # on a GPU, 2048 on a CPU.
+    max_num_batched_tokens: Optional[int] = Field(None, ge=64)
+    # vLLM on a CPU: the KV block size (prefix caching reuses whole blocks only; None: 32 on a
+    # CPU, its smallest, which cached 48% of the teacher's prompt tokens against 39% at vLLM's 128).
+    block_size: Optional[int] = Field(None, ge=16)
+    # vLLM on a CPU: OpenMP threads of the model. None: vLLM's own binding (it keeps one core for
+    # its scheduler); "all": every core of the machine, none kept (one engine per machine: 1.9x
+    # the teacher's pairs/s on 2 cores); N: cores 0..N-1.
+    cpu_threads: Optional[Union[int, Literal["all"]]] = None
     # Ray Data actor pool: rows per call, and resources per engine actor.
     batch_size: int = Field(32, ge=1)
     num_actors: Optional[int] = Field(None, ge=1, description="default: sized from free resources")
@@ -64,6 +76,27 @@ class EngineConfig(_Strict):
     # Prices for cost accounting (USD); zero for local models.
     usd_per_1m_input_tokens: float = Field(0.0, ge=0)
     usd_per_1m_output_tokens: float = Field(0.0, ge=0)
+
+
+# How fast an engine runs, not what it answers: left out of stage fingerprints, so that adding
+# actors or tuning a batch never redoes (or re-pays for) a finished stage.
+ENGINE_RUNTIME_FIELDS = frozenset({
+    "max_num_seqs", "kv_cache_gib", "gpu_memory_utilization", "tensor_parallel_size", "enable_prefix_caching",
+    "max_num_batched_tokens", "block_size", "cpu_threads", "batch_size", "num_actors", "cpus_per_actor",
+    "gpus_per_actor", "concurrency", "timeout_s", "max_retries", "request_cache", "request_cache_path",
+})
+
+
+def identity(model: BaseModel) -> Any:
+    """A config section as JSON for fingerprints: every engine in it without its runtime fields."""
+    def walk(m, d):
+        if isinstance(m, EngineConfig):
+            return {k: v for k, v in d.items() if k not in ENGINE_RUNTIME_FIELDS}
+        if isinstance(m, BaseModel):
+            return {k: walk(getattr(m, k), v) for k, v in d.items()}
+        return d
+
+    return walk(model, model.model_dump(mode="json"))
 
 
 class CorpusConfig(_Strict):
@@ -91,7 +124,7 @@ class SynthesizeConfig(_Strict):
     # Seeds are sampled round-robin over the values of this field (a DOCS column or a metadata key).
     stratify_by: str = "doc_type"
     # Query kinds and how many of each to ask for per seed document.
-    kinds: dict[Literal["keyword", "question", "navigational", "partial_recall", "acronym"], int] = Field(
+    kinds: dict[Literal["keyword", "question", "navigational", "partial_recall", "acronym", "consumer_health"], int] = Field(
         default_factory=lambda: {"keyword": 1, "question": 1})
     # Few-shot examples per kind: a YAML template name or path (e.g. few_shot_queries); None: zero-shot.
     few_shot: Optional[str] = None
@@ -231,7 +264,8 @@ class DistillConfig(_Strict):
     lr: float = Field(5e-5, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     zero_stage: int = Field(1, ge=0, le=3)
-    bf16: bool = False
+    # auto: DeepSpeed's bf16 where the GPU or CPU has native bf16 (labeler.hardware), else fp32.
+    bf16: Union[bool, Literal["auto"]] = "auto"
     max_seq_len: int = Field(512, ge=32)
     # Weight of KL(teacher || student) over the grade tokens, added to the hard-label CE.
     kl_weight: float = Field(0.0, ge=0)

@@ -20,6 +20,7 @@ import pyarrow as pa
 from . import models
 from .config import DistillConfig, GradeConfig, merge_dicts
 from .grading import build_prompt, grade_target_ids
+from .hardware import resolve_bf16
 from .prompts import load_template
 from .schema import GRADES
 
@@ -101,7 +102,7 @@ def deepspeed_config(cfg: DistillConfig, world: int) -> dict:
         "train_batch_size": cfg.micro_batch_size * cfg.grad_accum * world,
         "gradient_clipping": 1.0,
         "zero_optimization": {"stage": cfg.zero_stage},
-        "bf16": {"enabled": cfg.bf16},
+        "bf16": {"enabled": resolve_bf16(cfg.bf16, gpu=cfg.use_gpu)},
         # torch's AdamW on CPU avoids compiling DeepSpeed's cpu_adam op (~2 minutes).
         "optimizer": {"type": "AdamW", "params": {"lr": cfg.lr, "weight_decay": cfg.weight_decay,
                                                    "torch_adam": not cfg.use_gpu}},

@@ -660,8 +660,12 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
         if pc.count_distinct(pair_keys(t)).as_py() != t.num_rows:
             raise ValueError("pairs table has duplicate (query_id, doc_id) pairs")
         total, duplicates = t.num_rows, {}
-        # Sorted by document, consecutive prompts share the document prefix (vLLM prefix cache).
-        t = t.sort_by([("doc_id", "ascending"), ("query_id", "ascending")])
+        # Sorted by what the prompt shows first (the document, or the query), consecutive prompts
+        # share that prefix, which vLLM's prefix cache computes once.
+        from .prompts import load_template
+
+        order = ["doc_id", "query_id"] if load_template(grading.prompt).leading_field() == "text" else ["query_id", "doc_id"]
+        t = t.sort_by([(c, "ascending") for c in order])
         ds = dataset_of(t, engine.batch_size)
     else:
         source = pairs if isinstance(pairs, PairsInput) else PairsInput(str(pairs))

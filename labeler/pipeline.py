@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import corpus as corpus_mod
-from .config import Config, EngineConfig
+from .config import Config, EngineConfig, identity
 from .raycluster import init_ray
 from .schema import DOCS, JUDGMENTS, LABELS, PAIRS, QUERIES
 from .store import RunStore, read_parts, write_json_atomic
@@ -50,7 +50,7 @@ class Pipeline:
         from .prompts import template_hash
 
         c = self.cfg
-        dump = lambda m: m.model_dump(mode="json")  # noqa: E731
+        dump = identity  # engines without their runtime knobs (config.ENGINE_RUNTIME_FIELDS)
         grade_t = lambda: template_hash(c.judge.grading.prompt)  # noqa: E731
         return {
             # The path is not part of it: the content hash is (a corpus fetched elsewhere is the same corpus).

@@ -34,6 +34,14 @@ class Template:
         return msgs
 
 
+    def leading_field(self) -> str:
+        """"query" or "text", whichever the prompt shows first: pairs sorted by it share the
+        longest prompt prefix, which vLLM's prefix cache computes once."""
+        body = (self.system or "") + "\n" + self.user
+        q, t = body.find("{query}"), body.find("{text}")
+        return "query" if q != -1 and (t == -1 or q < t) else "text"
+
+
 class _SafeFields(dict):
     """Missing metadata renders as 'unknown' rather than failing or inventing a value."""
 

@@ -22,7 +22,7 @@ def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
     # Inside a submitted job the job's runtime_env is already set; ours adds to it, not conflicts.
     os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
     env = {"TOKENIZERS_PARALLELISM": "false", **cfg.env}
-    for k in ("LABELER_CACHE", "HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE"):
+    for k in ("LABELER_CACHE", "LABELER_NO_BF16", "HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE"):
         if k in os.environ:
             env.setdefault(k, os.environ[k])
     runtime_env = {"env_vars": env}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .. import models
 from ..config import EngineConfig
+from ..hardware import resolve_dtype
 from .base import Completion, Engine, GradeResult, grade_from_top_logprobs
 
 
@@ -20,12 +21,15 @@ class TransformersEngine(Engine):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(cfg.dtype, torch.float32)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+        name = resolve_dtype(cfg.dtype, what=f"transformers {cfg.model}")
+        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(name, torch.float32)
+        # A GPU when there is one (the fixture's teacher grades thousands of pairs a minute there).
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
         torch.manual_seed(seed)
 
     def _batch(self, prompts):
-        return self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+        return self.tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
 
     def generate(self, prompts, *, max_tokens, temperature, seeds=None):
         enc = self._batch(prompts)
