@@ -64,7 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """The `labeler` command. Run as a process (argv None), it owns what it starts: at exit, on
+    success, an error, Ctrl-C or SIGTERM, Ray is shut down and no Ray or vLLM process is left."""
+    if argv is not None:
+        return _main(list(argv))
+    from .reaper import OwnedProcesses
+
+    try:
+        with OwnedProcesses():
+            return _main(sys.argv[1:])
+    except KeyboardInterrupt:
+        print("interrupted; finished parts are kept, rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] == "submit": from .submit import main as m; return m(argv[1:])  # noqa: E701,E702
     if argv and argv[0] == "evaluate" and ("--qrels" in argv or "-h" in argv or "--help" in argv):
         from .evaluate import main as evaluate_main
@@ -104,9 +118,15 @@ def _dispatch(args) -> int:
     if args.cmd == "rerank":
         return _rerank(args)
     if args.cmd == "validate":
+        from .pipeline import STAGES
+        from .preflight import config_problems
+
         cfg = load_config(args.config)
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
-        return 0
+        problems = config_problems(cfg, STAGES)
+        for p in problems:
+            print(f"error: {p}", file=sys.stderr)
+        return 2 if problems else 0
     cfg = _load(args)
     out = Path(args.out or Path("out") / cfg.name)
     if args.cmd in ("judge", "label") and args.pairs:
@@ -175,14 +195,20 @@ def _standalone(args, cfg, out: Path) -> int:
     from .schema import JUDGMENTS, LABELS
     from .store import RunStore, write_json_atomic
 
-    pairs = PairsInput(args.pairs)
-    pairs.check_columns(bool(args.corpus))
     engine = cfg.judge.engine
     if args.cmd == "label":
         if not (args.model or cfg.label.engine):
             raise ValueError("label --pairs needs --model DIR or label.engine in the config")
         engine = EngineConfig(**{**(cfg.label.engine or cfg.judge.engine).model_dump(),
                                  **({"model": args.model} if args.model else {})})
+    from .preflight import check, engine_problems, model_problem, path_problem
+
+    model = ([model_problem(args.model, "--model")] if args.cmd == "label" and args.model
+             else engine_problems(engine, f"{'label' if args.cmd == 'label' else 'judge'}.engine"))
+    check([p for p in [path_problem(args.pairs, "--pairs", "pairs"),
+                       args.corpus and path_problem(args.corpus, "--corpus", "corpus"), *model] if p])
+    pairs = PairsInput(args.pairs)
+    pairs.check_columns(bool(args.corpus))
     store = RunStore(out / ".labeler")
     where = lambda p: p if "://" in p else str(Path(p).resolve())  # noqa: E731
     fp = hashlib.sha256(json.dumps([args.cmd, identity(engine), cfg.judge.grading.model_dump(mode="json"),

@@ -61,6 +61,9 @@ class EngineConfig(_Strict):
     batch_size: int = Field(32, ge=1)
     num_actors: Optional[int] = Field(None, ge=1, description="default: sized from free resources")
     cpus_per_actor: float = Field(1.0, gt=0)
+    # An engine actor whose engine dies (a crashed or timed-out vLLM EngineCore) is restarted this
+    # many times; its batch is retried there and finished parts are kept.
+    max_restarts: int = Field(2, ge=0)
     gpus_per_actor: float = Field(0.0, ge=0)
     # OpenAI-compatible endpoints.
     base_url: Optional[str] = None
@@ -83,7 +86,7 @@ class EngineConfig(_Strict):
 ENGINE_RUNTIME_FIELDS = frozenset({
     "max_num_seqs", "kv_cache_gib", "gpu_memory_utilization", "tensor_parallel_size", "enable_prefix_caching",
     "max_num_batched_tokens", "block_size", "cpu_threads", "batch_size", "num_actors", "cpus_per_actor",
-    "gpus_per_actor", "concurrency", "timeout_s", "max_retries", "request_cache", "request_cache_path",
+    "gpus_per_actor", "max_restarts", "concurrency", "timeout_s", "max_retries", "request_cache", "request_cache_path",
 })
 
 

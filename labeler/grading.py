@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from .config import GradeConfig
-from .engines.base import Engine, GradeResult
+from .engines.base import Engine, GradeResult, call_engine
 from .prompts import Template, doc_fields, load_template, truncate_tokens
 from .schema import LABEL_FIELDS, pair_key
 
@@ -87,10 +87,11 @@ class GradeWorker:
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         if self.engine.reads_pairs:  # a cross-encoder reads (query, document) itself, no prompt
-            results, truncated = self.engine.grade_pairs(rows)
+            results, truncated = call_engine(self.engine, self.engine.grade_pairs, rows)
         else:
             prompts = [build_prompt(self.engine, self.template, r, self.grading.max_doc_tokens) for r in rows]
-            results = self.engine.grade([p.prompt for p in prompts], top_logprobs=self.grading.top_logprobs)
+            results = call_engine(self.engine, self.engine.grade, [p.prompt for p in prompts],
+                                  top_logprobs=self.grading.top_logprobs)
             truncated = [p.truncated for p in prompts]
         cols = label_columns(results, truncated, self.engine.model_id, self.engine.model_version)
         cols["_key"] = [pair_key(r["query_id"], r["doc_id"]) for r in rows]

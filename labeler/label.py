@@ -552,6 +552,7 @@ class EngineWorker:
             self.engine = self.inner.engine
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        from .engines.base import call_engine
         from .grading import append_label_columns, label_columns
 
         go = pc.is_null(batch.column("_reason"))
@@ -560,7 +561,7 @@ class EngineWorker:
         if todo.num_rows:
             if self.tokenized:
                 ids = todo.column("prompt_token_ids").to_pylist()
-                results = self.engine.grade(ids, top_logprobs=self.grading.top_logprobs)
+                results = call_engine(self.engine, self.engine.grade, ids, top_logprobs=self.grading.top_logprobs)
                 cols = label_columns(results, todo.column("truncated").to_pylist(), self.engine.model_id,
                                      self.engine.model_version)
                 cols["_key"] = todo.column("_key")

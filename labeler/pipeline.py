@@ -81,6 +81,7 @@ class Pipeline:
         t0 = time.time()
         report = {}
         forced = False
+        self.preflight(stages)
         for stage in stages:
             fp = self.fingerprint(stage)
             forced = forced or self.force
@@ -101,6 +102,14 @@ class Pipeline:
             summary["agreement"] = ev.get("metrics")
         write_json_atomic(summary, self.store.root / "summary.json")
         return summary
+
+    def preflight(self, stages: list[str]) -> None:
+        """Models, paths and endpoints of the stages that will run, checked before Ray starts."""
+        from .preflight import check, config_problems
+
+        check(config_problems(self.cfg, ["corpus"]))  # the corpus fingerprint reads it
+        todo = [s for s in stages if self.force or not self.store.is_done(s, self.fingerprint(s))]
+        check(config_problems(self.cfg, todo))
 
     def _ray_up(self):
         if not self._ray:

@@ -26,6 +26,8 @@ def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
         if k in os.environ:
             env.setdefault(k, os.environ[k])
     runtime_env = {"env_vars": env}
+    # Raylet kills what a dead worker left behind (vLLM's EngineCore and workers), even after a crash.
+    os.environ.setdefault("RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper", "true")
     address = cfg.address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
     if address:  # a cluster, or the one a submitted job runs in
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
@@ -46,7 +48,7 @@ def pool_args(engine: EngineConfig) -> dict:
     if engine.backend == "openai":
         # Remote calls: one light actor per `concurrency` slot group; CPU is not the bottleneck.
         size = engine.num_actors or 1
-        return {"compute": ray.data.ActorPoolStrategy(size=size), "num_cpus": 0.25}
+        return {"compute": ray.data.ActorPoolStrategy(size=size), "num_cpus": 0.25, "max_restarts": engine.max_restarts}
     if engine.gpus_per_actor > 0:
         gpus = total.get("GPU", 0)
         fit = int(gpus // engine.gpus_per_actor)
@@ -56,10 +58,11 @@ def pool_args(engine: EngineConfig) -> dict:
                                                   max_size=engine.num_actors)
         else:
             strategy = ray.data.ActorPoolStrategy(size=max(1, fit))
-        return {"compute": strategy, "num_gpus": engine.gpus_per_actor, "num_cpus": engine.cpus_per_actor}
+        return {"compute": strategy, "num_gpus": engine.gpus_per_actor, "num_cpus": engine.cpus_per_actor,
+                "max_restarts": engine.max_restarts}
     cpus = total.get("CPU", 1)
     # Keep one CPU for the tasks that read and feed the pool.
     fit = max(1, math.floor((cpus - 1) / engine.cpus_per_actor)) if cpus > 1 else 1
     size = min(engine.num_actors, fit) if engine.num_actors else fit
     cpus_each = min(engine.cpus_per_actor, max(0.25, cpus - 1) if cpus > 1 else 0.5)
-    return {"compute": ray.data.ActorPoolStrategy(size=size), "num_cpus": cpus_each}
+    return {"compute": ray.data.ActorPoolStrategy(size=size), "num_cpus": cpus_each, "max_restarts": engine.max_restarts}

@@ -25,6 +25,7 @@ import pyarrow as pa
 import yaml
 
 from .config import EngineConfig, SynthesizeConfig
+from .engines.base import call_engine
 from .prompts import _read, doc_fields, load_query_kinds, load_template, truncate_tokens
 from .schema import QUERIES
 
@@ -227,8 +228,8 @@ class SynthWorker:
             prompts.append(self.engine.prompt(self.template.messages(**fields), self.template.assistant_prefix))
         # A per-request seed keeps a rerun's queries identical to the first run's.
         seeds = [(self.seed * 1_000_003 + zlib.crc32(r["query_id"].encode())) % (2**31) for r in rows]
-        outs = self.engine.generate(prompts, max_tokens=self.cfg.max_new_tokens,
-                                    temperature=self.cfg.temperature, seeds=seeds)
+        outs = call_engine(self.engine, self.engine.generate, prompts, max_tokens=self.cfg.max_new_tokens,
+                           temperature=self.cfg.temperature, seeds=seeds)
         cols = {k: [] for k in ("query", "model", "prompt_tokens", "completion_tokens",
                                 "_key", "_status", "_reason", "_detail", "_raw")}
         for r, o in zip(rows, outs):

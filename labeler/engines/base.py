@@ -6,13 +6,16 @@ no grade token is among the model's top candidates the result is an error, not a
 """
 from __future__ import annotations
 
+import logging
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from ..schema import GRADES
 
 GRADE_STRINGS = {str(g): g for g in GRADES}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,5 +99,84 @@ class Engine:
     def count_tokens(self, prompt) -> int:
         return len(self.tokenizer.encode(prompt, add_special_tokens=False)) if self.tokenizer else 0
 
+    def is_dead(self, exc: BaseException) -> bool:
+        """True when `exc` means this engine can answer nothing more (its process died)."""
+        return False
+
     def close(self) -> None:
         pass
+
+
+# The exit status of an engine actor whose engine died: Ray restarts the actor (up to the
+# engine's max_restarts) and retries its batch there; finished parts are kept.
+EXIT_ENGINE_DEAD = 75
+
+
+def call_engine(engine: Engine, fn, *args, **kwargs):
+    """`fn(*args, **kwargs)`; if the engine died meanwhile, the actor process exits (its engine
+    processes killed first) instead of failing the batch, so that Ray starts a fresh one."""
+    watch = getattr(engine, "watch", None)
+    try:
+        if watch is None:
+            return fn(*args, **kwargs)
+        with watch.busy():
+            return fn(*args, **kwargs)
+    except Exception as e:
+        if engine.is_dead(e):
+            exit_dead(engine.model_id, f"{type(e).__name__}: {e}")
+        raise
+
+
+def exit_dead(model_id: str, why: str) -> None:
+    from ..reaper import kill_children
+
+    log.error("engine %s died (%s); the actor exits so that Ray restarts it and retries the batch", model_id, why)
+    kill_children()
+    os._exit(EXIT_ENGINE_DEAD)
+
+
+class EngineWatch:
+    """Watches an engine's own processes while a call is in flight: if one dies, the call may
+    never return (vLLM 0.32's sync client waits forever on its output queue after its EngineCore
+    is killed), so the watcher ends the actor itself (exit_dead)."""
+
+    def __init__(self, procs: list, model_id: str, every_s: float = 1.0):
+        import threading
+
+        self.procs, self.model_id, self.every_s = procs, model_id, every_s
+        self._busy = 0
+        threading.Thread(target=self._run, daemon=True, name="labeler-engine-watch").start()
+
+    def busy(self):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def cm():
+            self._busy += 1
+            try:
+                yield
+            finally:
+                self._busy -= 1
+        return cm()
+
+    def dead(self) -> list[str]:
+        import psutil
+
+        out = []
+        for p in self.procs:
+            try:
+                if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE:
+                    out.append(f"pid {p.pid}")
+            except psutil.Error:
+                out.append(f"pid {p.pid}")
+        return out
+
+    def _run(self):
+        import time
+
+        while True:
+            time.sleep(self.every_s)
+            if self._busy:
+                gone = self.dead()
+                if gone:
+                    exit_dead(self.model_id, f"its process {', '.join(gone)} exited during a call")

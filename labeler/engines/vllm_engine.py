@@ -10,13 +10,27 @@ from .. import models
 from ..config import EngineConfig
 from ..hardware import gpu_available as _on_gpu
 from ..hardware import resolve_dtype
-from .base import GRADE_STRINGS, Completion, Engine, GradeResult, grade_from_top_logprobs
+from .base import GRADE_STRINGS, Completion, Engine, EngineWatch, GradeResult, grade_from_top_logprobs
 
 # Tokens per engine step on a CPU: at the slowest measured rate (Qwen2.5-Coder-1.5B in float32 on
 # AVX2, ~90 prompt tokens/s) a step is then ~25 s, an eighth of vLLM's 300 s step timeout.
 CPU_MAX_BATCHED_TOKENS = 2048
 # The smallest block vLLM's CPU attention takes (a multiple of 32): finer prefix-cache reuse.
 CPU_BLOCK_SIZE = 32
+
+
+def _engine_processes() -> list:
+    """vLLM's EngineCore process(es): the children of this process that run the model."""
+    from ..reaper import descendants
+
+    procs = []
+    for p in descendants():
+        try:
+            if "EngineCore" in p.name() or any("EngineCore" in c for c in p.cmdline()[:2]):
+                procs.append(p)
+        except Exception:
+            continue
+    return procs
 
 
 class VLLMEngine(Engine):
@@ -54,6 +68,12 @@ class VLLMEngine(Engine):
             kwargs["enable_chunked_prefill"] = True
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
+        self.watch = EngineWatch(_engine_processes(), cfg.model)
+
+    def is_dead(self, exc: BaseException) -> bool:
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        return isinstance(exc, EngineDeadError)
 
     def encode(self, prompts: Sequence) -> list[list[int]]:
         """Token ids of each prompt; lists of ids (already tokenized prompts) pass through."""
