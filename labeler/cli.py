@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 
 from .config import ConfigError, EngineConfig, dotted_override, identity, load_config
+
+log = logging.getLogger("labeler")
 
 STAGE_CMDS = ["corpus", "synthesize", "mine", "judge", "distill", "label", "evaluate"]
 
@@ -19,6 +22,17 @@ def _common(p: argparse.ArgumentParser, out_required: bool = False):
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set synthesize.seed_docs=10")
     p.add_argument("--force", action="store_true", help="redo the stages even when their output is up to date")
+
+
+def _grading_args(p: argparse.ArgumentParser):
+    p.add_argument("--retry-failed", action="store_true",
+                   help="regrade only the pairs that failed for a transient reason (connection errors, "
+                        "timeouts, server errors, rate limits); every other row is kept")
+    p.add_argument("--max-failed-fraction", type=float, default=0.25, metavar="F",
+                   help="exit with status 3 when more than this fraction of the pairs failed, or all of "
+                        "them (default 0.25)")
+    p.add_argument("--restart", action="store_true",
+                   help="delete an unfinished attempt instead of resuming it (--force alone resumes it)")
 
 
 def _pairs_args(p: argparse.ArgumentParser):
@@ -42,9 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("judge", help="teacher-grade pairs: the pipeline's stage, or --pairs FILE standalone")
     _common(p)
     _pairs_args(p)
+    _grading_args(p)
     p = sub.add_parser("label", help="label pairs with a model: the pipeline's stage, or --pairs standalone")
     _common(p)
     _pairs_args(p)
+    _grading_args(p)
     p.add_argument("--model", help="model folder (default: the run's distilled student)")
     sub.add_parser("evaluate", help="agreement of labels with reference qrels (see `labeler evaluate -h`)",
                    add_help=False)
@@ -78,7 +94,36 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def setup_logging(verbosity: int) -> None:
+    """The library logs through `logging` (labeler.*); the command line shows INFO and above on
+    stderr (-q: warnings only; -v: debug, and the Ray and vLLM logs of every worker)."""
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    root = logging.getLogger("labeler")
+    if not any(getattr(h, "_labeler", False) for h in root.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        h._labeler = True
+        root.addHandler(h)
+        root.propagate = False
+    root.setLevel(level)
+
+
+def _verbosity(argv: list[str]) -> tuple[list[str], int]:
+    """-v/--verbose and -q/--quiet anywhere on the line (before or after the subcommand)."""
+    v, rest = 0, []
+    for a in argv:
+        if a in ("-v", "--verbose"):
+            v += 1
+        elif a in ("-q", "--quiet"):
+            v -= 1
+        else:
+            rest.append(a)
+    return rest, v
+
+
 def _main(argv: list[str]) -> int:
+    argv, verbosity = _verbosity(argv)
+    setup_logging(verbosity)
     if argv and argv[0] == "submit": from .submit import main as m; return m(argv[1:])  # noqa: E701,E702
     if argv and argv[0] == "evaluate" and ("--qrels" in argv or "-h" in argv or "--help" in argv):
         from .evaluate import main as evaluate_main
@@ -186,11 +231,18 @@ def _standalone(args, cfg, out: Path) -> int:
     input row (failed ones with status "failed", their reason and `input_row`, the file:line they
     came from); the resumable work and the rejected rows with raw outputs stay in OUT/.labeler/,
     which Parquet dataset readers skip. The export and the qrels are written part by part.
+
+    A rerun is up to date only for the same settings and the same file contents. When the files
+    changed, rows of files that did not (and of JSONL files that only grew) are kept and only the
+    rest is graded; `--retry-failed` regrades the rows that failed for a transient reason.
     """
     import hashlib
 
+    import pyarrow.compute as pc
+
+    from .engines.base import TRANSIENT_ERRORS
     from .judge import PairsInput, grade_pairs
-    from .label import with_input_row
+    from .label import input_file, row_keys, scan, with_input_row
     from .raycluster import init_ray
     from .schema import JUDGMENTS, LABELS
     from .store import RunStore, write_json_atomic
@@ -210,17 +262,47 @@ def _standalone(args, cfg, out: Path) -> int:
     pairs = PairsInput(args.pairs)
     pairs.check_columns(bool(args.corpus))
     store = RunStore(out / ".labeler")
+    if args.restart:
+        _restart(store, args.cmd)
     where = lambda p: p if "://" in p else str(Path(p).resolve())  # noqa: E731
-    fp = hashlib.sha256(json.dumps([args.cmd, identity(engine), cfg.judge.grading.model_dump(mode="json"),
-                                    where(args.pairs), args.corpus and where(args.corpus)]).encode()).hexdigest()[:16]
-    if store.is_done(args.cmd, fp) and not args.force:
-        print(f"[{args.cmd}] up to date in {out}", file=sys.stderr)
+    digest = lambda x: hashlib.sha256(json.dumps(x, sort_keys=True).encode()).hexdigest()[:16]  # noqa: E731
+    base = digest([args.cmd, identity(engine), cfg.judge.grading.model_dump(mode="json"), where(args.pairs),
+                   args.corpus and where(args.corpus)])
+    inputs = pairs.fingerprint()
+    fp = digest([base, inputs])
+    prev = store.manifest(args.cmd)
+    retry = args.retry_failed and prev is not None and prev.get("fingerprint") == fp and _transient(prev)
+    if store.is_done(args.cmd, fp) and not args.force and not retry:
+        log.info("[%s] up to date in %s (same settings, same input files)", args.cmd, out)
     else:
+        schema = with_input_row(JUDGMENTS if args.cmd == "judge" else LABELS)
+        s = scan(pairs)
+        w = store.writer(args.cmd, fp, schema)
+        if w.resumed:
+            log.info("[%s] resuming an unfinished attempt: %d finished parts kept (--restart starts clean)",
+                     args.cmd, len(list((w.work / "data").glob("part-*"))))
+        elif prev is not None and prev.get("base") == base and not args.force:
+            same = pairs.unchanged_rows(prev.get("inputs") or {}) if prev.get("fingerprint") != fp else None
+            dup_locs = pa_array(list(s.duplicates))
+
+            def keep(t):
+                m = pc.invert(pc.fill_null(pc.equal(t.column("error"), "duplicate_pair"), False))
+                m = pc.and_(m, pc.invert(pc.is_in(t.column("input_row"), value_set=dup_locs)))
+                if same is not None:  # the input changed: only rows of files that still hold them
+                    files = pa_array([input_file(x) for x in t.column("input_row").to_pylist()])
+                    m = pc.and_(m, pc.fill_null(pc.is_in(files, value_set=pa_array(list(same))), False))
+                if retry or args.retry_failed:
+                    m = pc.and_(m, pc.invert(pc.fill_null(pc.is_in(t.column("error"), value_set=pa_array(sorted(TRANSIENT_ERRORS))), False)))
+                return m
+
+            w, kept, dropped = store.reopen(args.cmd, fp, schema, keep, row_keys)
+            why = "the input files changed" if same is not None else "--retry-failed"
+            log.info("[%s] %s: %d rows of the last run kept, %d to grade again%s", args.cmd, why, kept,
+                     s.rows - kept, f" (files kept: {sorted(same)})" if same else "")
         init_ray(cfg.ray)
-        w = store.writer(args.cmd, fp, with_input_row(JUDGMENTS if args.cmd == "judge" else LABELS))
-        n = grade_pairs(w, pairs, engine, cfg.judge.grading, cfg.seed, corpus=args.corpus)
+        n = grade_pairs(w, pairs, engine, cfg.judge.grading, cfg.seed, corpus=args.corpus, scanned=s)
         extra = {**_part_stats(w.work / "data"), "model": engine.model, "pairs": str(args.pairs),
-                 "corpus": args.corpus}
+                 "corpus": args.corpus, "base": base, "inputs": inputs}
         w.publish(n, config={"engine": engine.model_dump(mode="json"), "grading": cfg.judge.grading.model_dump(mode="json")},
                   upstream={}, extra=extra)
     name = "judgments" if args.cmd == "judge" else "labels"
@@ -228,9 +310,49 @@ def _standalone(args, cfg, out: Path) -> int:
     m = store.manifest(args.cmd)
     write_json_atomic(m, out / "_manifest.json")
     _quiet_ray()  # worker logs forwarded to stdout must not follow the final JSON line
+    rc, line = failure_summary(args.cmd, m, args.max_failed_fraction)
+    (log.error if rc else log.info)(line)
     print(json.dumps({"output": str(out / f"{name}.parquet"), "qrels": str(out / f"_{name}.qrels"),
                       **{k: m[k] for k in ("rows_in", "rows_out", "rows_rejected", "rejected_by_reason", "wall_s")}}))
-    return 0
+    return rc
+
+
+def pa_array(values):
+    import pyarrow as pa
+    return pa.array(values, pa.string())
+
+
+def _transient(m: dict) -> int:
+    from .engines.base import TRANSIENT_ERRORS
+    return sum(v for k, v in (m.get("rejected_by_reason") or {}).items() if k in TRANSIENT_ERRORS)
+
+
+def _restart(store, stage: str) -> None:
+    """--restart: unfinished attempts of `stage` are deleted, so nothing of them is resumed."""
+    import shutil
+
+    for d in (store.root / ".work").glob(f"{stage}-*"):
+        log.info("[%s] --restart: deleting the unfinished attempt %s", stage, d.name)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+EXIT_FAILED_PAIRS = 3
+
+
+def failure_summary(stage: str, m: dict, max_failed_fraction: float) -> tuple[int, str]:
+    """The exit status a script can use and one line saying why: non-zero when every pair failed
+    or more than `max_failed_fraction` of them did."""
+    n, failed = m["rows_in"], m["rows_rejected"]
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted((m.get("rejected_by_reason") or {}).items(), key=lambda x: -x[1]))
+    line = f"[{stage}] {m['rows_out']:,} of {n:,} pairs graded, {failed:,} failed" + (f" ({reasons})" if reasons else "")
+    transient = _transient(m)
+    if transient:
+        line += f"; {transient:,} failed for a transient reason: rerun with --retry-failed to grade only those"
+    if n and failed == n:
+        return EXIT_FAILED_PAIRS, line + "; every pair failed"
+    if n and failed / n > max_failed_fraction:
+        return EXIT_FAILED_PAIRS, line + f"; more than --max-failed-fraction={max_failed_fraction:g} failed"
+    return 0, line
 
 
 def _part_stats(folder: Path) -> dict:

@@ -15,10 +15,10 @@ from .store import StageWriter
 
 
 def grade_pairs(writer: StageWriter, pairs, engine: EngineConfig, grading: GradeConfig,
-                seed: int = 0, corpus: Optional[str] = None) -> int:
+                seed: int = 0, corpus: Optional[str] = None, scanned=None) -> int:
     """Grade pairs not yet graded by an earlier attempt; returns the number of input pairs.
 
     `pairs` is an in-run table, or pairs files (a path or URI, or a PairsInput) that are
     streamed, never read whole; `corpus` gives the document text of pairs that carry only ids.
     """
-    return grade(writer, pairs, engine, grading, seed, corpus)
+    return grade(writer, pairs, engine, grading, seed, corpus, scanned)

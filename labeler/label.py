@@ -45,6 +45,7 @@ REQUIRED = ("query_id", "query", "doc_id", "text")
 JSONL = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
 PARQUET = (".parquet",)
 ROWS_PER_BLOCK = 4096
+HASH_UP_TO = 1 << 30  # bytes: bigger files (and files at a URI) are fingerprinted by size and mtime
 
 
 def with_input_row(schema: pa.Schema) -> pa.Schema:
@@ -84,19 +85,67 @@ class PairsInput:
     def name(self, path: str) -> str:
         return path[len(self.root):].lstrip("/")
 
+    def fingerprint(self, hash_up_to: int = HASH_UP_TO) -> dict:
+        """What each file holds, for deciding what an earlier run's rows still stand for: size,
+        modification time, and (local files up to `hash_up_to` bytes) a SHA-256 of the content."""
+        out = {}
+        for path in self.files:
+            info = self.fs.get_file_info(path)
+            entry = {"size": info.size, "mtime_ns": info.mtime_ns}
+            if isinstance(self.fs, _local_fs()) and info.size is not None and info.size <= hash_up_to:
+                entry["sha256"], entry["ends_newline"] = _file_hash(path)
+            out[self.name(path)] = entry
+        return out
+
+    def unchanged_rows(self, before: dict) -> dict[str, Optional[int]]:
+        """Files whose rows from a run over `before` (an earlier fingerprint) still hold: file name
+        -> None (the file is as it was) or the byte size it had (a JSONL file that only grew: its
+        first lines are the old ones). Other files are read anew."""
+        now = self.fingerprint()
+        keep: dict[str, Optional[int]] = {}
+        for name, new in now.items():
+            old = before.get(name)
+            if not old or not old.get("sha256") or not new.get("sha256"):
+                if old and old == new:  # no hash (remote or huge): size and mtime must both match
+                    keep[name] = None
+                continue
+            if old["sha256"] == new["sha256"]:
+                keep[name] = None
+            elif (_fmt(name) == "jsonl" and not name.lower().endswith(".gz") and old.get("ends_newline")
+                  and new["size"] > old["size"]
+                  and _file_hash(self.root + "/" + name, limit=old["size"])[0] == old["sha256"]):
+                keep[name] = old["size"]
+        return keep
+
     def check_columns(self, have_corpus: bool) -> None:
         """A clear error up front when the first file lacks a required column (later rows that
         lack one are rejected one by one)."""
-        first = self.files[0]
-        cols = next(_file_blocks(self.fs, first, self.name(first), columns=None, peek=True)).column_names
-        if _fmt(first) == "jsonl":  # a JSON line has only the keys it has: look at the first good one
+        cols = None
+        for first in self.files:  # the first file with a row (empty part files are common)
+            if _fmt(first) == "parquet":
+                import pyarrow.parquet as pq
+
+                with self.fs.open_input_file(first) as f:
+                    meta = pq.ParquetFile(f)
+                    if meta.metadata.num_rows:
+                        cols = meta.schema_arrow.names
+                        break
+                continue
             with self.fs.open_input_stream(first, compression="detect") as f:
                 for line in f.read(1 << 20).split(b"\n"):
-                    try:
-                        cols = list(json.loads(line))
-                        break
+                    if not line.strip():
+                        continue
+                    try:  # a JSON line has only the keys it has: the first good line's
+                        obj = json.loads(line)
                     except ValueError:
                         continue
+                    if isinstance(obj, dict):
+                        cols = list(obj)
+                        break
+            if cols is not None:
+                break
+        if cols is None:
+            return  # no file has a readable row: nothing to check, each bad line is its own row
         need = [c for c in REQUIRED if not (c == "text" and have_corpus)]
         missing = [c for c in need if c not in cols]
         if missing:
@@ -117,8 +166,38 @@ class PairsInput:
         import ray
 
         # A read task's default of one CPU would wait forever beside an engine pool on 2 cores.
-        return ray.data.read_datasource(_datasource(self.files, self.fs, self.root, rows_per_block),
-                                        ray_remote_args={"num_cpus": 0.25})
+        return ray.data.read_datasource(_datasource(self.files, self.fs, self.root, rows_per_block), num_cpus=0.25)
+
+
+def _local_fs():
+    import pyarrow.fs as pafs
+    return pafs.LocalFileSystem
+
+
+def _file_hash(path: str, limit: Optional[int] = None) -> tuple[str, bool]:
+    """SHA-256 of a file's first `limit` bytes (all by default) and whether they end with a newline."""
+    import hashlib
+
+    h, last, left = hashlib.sha256(), b"", limit
+    with open(path, "rb") as f:
+        while left is None or left > 0:
+            chunk = f.read(1 << 22 if left is None else min(1 << 22, left))
+            if not chunk:
+                break
+            h.update(chunk)
+            last = chunk[-1:]
+            if left is not None:
+                left -= len(chunk)
+    return h.hexdigest(), last == b"\n"
+
+
+def input_file(loc: Optional[str]) -> Optional[str]:
+    """The file name of an `input_row` ("a.jsonl:12" or "b.parquet[3]")."""
+    if not loc:
+        return None
+    if loc.endswith("]") and "[" in loc:
+        return loc.rsplit("[", 1)[0]
+    return loc.rsplit(":", 1)[0]
 
 
 def _fmt(path: str) -> Optional[str]:
@@ -147,16 +226,16 @@ def _datasource(files, fs, root, rows_per_block: int):
     return PairsDatasource(files, filesystem=fs)
 
 
-def _file_blocks(fs, path, name, columns, peek=False):
+def _file_blocks(fs, path, name, columns):
     if _fmt(path) == "parquet":
         with fs.open_input_file(path) as f:
-            yield from _parquet_blocks(f, name, columns, peek)
+            yield from _parquet_blocks(f, name, columns)
     else:
         with fs.open_input_stream(path, compression="detect") as f:
-            yield from _jsonl_blocks(f, name, peek)
+            yield from _jsonl_blocks(f, name)
 
 
-def _jsonl_blocks(f, name: str, peek: bool = False, rows: int = ROWS_PER_BLOCK) -> Iterator[pa.Table]:
+def _jsonl_blocks(f, name: str, rows: int = ROWS_PER_BLOCK) -> Iterator[pa.Table]:
     lines, nums, carry, lineno = [], [], b"", 0
     while True:
         chunk = f.read(1 << 22)
@@ -169,7 +248,7 @@ def _jsonl_blocks(f, name: str, peek: bool = False, rows: int = ROWS_PER_BLOCK) 
             if raw.strip():
                 lines.append(raw)
                 nums.append(lineno)
-        while len(lines) >= rows or (peek and lines):
+        while len(lines) >= rows:
             yield _parse_lines(lines[:rows], nums[:rows], name)
             lines, nums = lines[rows:], nums[rows:]
     if carry.strip():
@@ -211,36 +290,63 @@ def _parse_lines(lines: list[bytes], nums: list[int], name: str) -> pa.Table:
         row = {"input_row": loc}
         for fld in RAW:
             v = obj.get(fld.name)
-            if v is not None and pa.types.is_string(fld.type):
-                v = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v)
+            if v is None:
+                row[fld.name] = None
+                continue
+            v, wrong = _strict(fld, v)
+            if wrong:
+                row = _bad(loc, "bad_type", f"{loc}: field {fld.name!r} {wrong}", s)
+                break
+            if isinstance(v, str):
                 try:
                     v.encode("utf-8")
                 except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
                     row = _bad(loc, "bad_encoding", f"{loc}: field {fld.name!r} is not valid Unicode", s)
                     break
-            elif v is not None:
-                try:
-                    v = int(v) if pa.types.is_integer(fld.type) else float(v)
-                except (TypeError, ValueError):
-                    v = None
             row[fld.name] = v
         rows.append(row)
     return pa.Table.from_pylist(rows, schema=STREAM)
+
+
+# Ids may be integers (written as their decimal string); every other text field must be a string.
+ID_FIELDS = ("query_id", "doc_id")
+
+
+def _strict(fld: pa.Field, v):
+    """(value in the field's type, None) or (None, what is wrong with it): never a coercion that
+    would turn a number or a list into text that gets graded."""
+    if pa.types.is_string(fld.type):
+        if isinstance(v, str):
+            return v, None
+        if fld.name in ID_FIELDS and isinstance(v, int) and not isinstance(v, bool):
+            return str(v), None
+        return None, f"must be a string{' or an integer' if fld.name in ID_FIELDS else ''}, got {_json_type(v)}"
+    if isinstance(v, bool):
+        return None, f"must be a number, got {_json_type(v)}"
+    if pa.types.is_integer(fld.type):
+        if isinstance(v, int) or isinstance(v, float) and v.is_integer():
+            return int(v), None
+        return None, f"must be an integer, got {_json_type(v)}"
+    if isinstance(v, (int, float)):
+        return float(v), None
+    return None, f"must be a number, got {_json_type(v)}"
+
+
+def _json_type(v) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+            dict: "an object"}.get(type(v), type(v).__name__)
 
 
 def _bad(loc: str, reason: str, detail: str, record: str) -> dict:
     return {"input_row": loc, "_reason": reason, "_detail": detail, "_record": record[:MAX_RECORD_CHARS]}
 
 
-def _parquet_blocks(f, name: str, columns, peek: bool = False, rows: int = ROWS_PER_BLOCK) -> Iterator[pa.Table]:
+def _parquet_blocks(f, name: str, columns, rows: int = ROWS_PER_BLOCK) -> Iterator[pa.Table]:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(f)
     have = pf.schema_arrow.names
     cols = [c for c in (columns or RAW.names) if c in have]
-    if peek:
-        yield pa.table({c: pa.nulls(0) for c in have})
-        return
     offset = 0
     for rb in pf.iter_batches(batch_size=rows, columns=cols):
         t = pa.Table.from_batches([rb])
@@ -259,6 +365,12 @@ def _stream_table(t: pa.Table, locs: list[str]) -> pa.Table:
             cols[fld.name] = pa.nulls(n, fld.type)
             continue
         col = t.column(fld.name)
+        if not _castable(col.type, fld):  # a float `text`, a list `query`: bad_type, never stringified
+            for i in range(n):
+                if col[i].is_valid and reason[i] is None:
+                    reason[i], detail[i] = "bad_type", f"{locs[i]}: field {fld.name!r} must be {_arrow_need(fld)}, got {col.type}"
+            cols[fld.name] = pa.nulls(n, fld.type)
+            continue
         try:
             cols[fld.name] = col.cast(fld.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -279,6 +391,26 @@ def _stream_table(t: pa.Table, locs: list[str]) -> pa.Table:
     cols["_detail"] = pa.array(detail, pa.string())
     cols["_record"] = pa.nulls(n, pa.string())
     return pa.table(cols, schema=STREAM)
+
+
+def _castable(t: pa.DataType, fld: pa.Field) -> bool:
+    """Which Parquet column types a field takes as they are (binary: checked as UTF-8 row by row)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_null(t):
+        return True
+    if pa.types.is_string(fld.type):
+        return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+                or pa.types.is_large_binary(t) or fld.name in ID_FIELDS and pa.types.is_integer(t))
+    if pa.types.is_integer(fld.type):
+        return pa.types.is_integer(t)
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _arrow_need(fld: pa.Field) -> str:
+    if pa.types.is_string(fld.type):
+        return "a string column" + (" or an integer one" if fld.name in ID_FIELDS else "")
+    return "an integer column" if pa.types.is_integer(fld.type) else "a numeric column"
 
 
 def table_stream(pairs: pa.Table) -> pa.Table:
@@ -647,9 +779,10 @@ def is_tokenized(engine: EngineConfig) -> bool:
 
 
 def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int = 0,
-          corpus: Optional[str] = None) -> int:
+          corpus: Optional[str] = None, scanned: Optional[InputScan] = None) -> int:
     """Grade `pairs` (a table, a PairsInput or a path) into `writer`, skipping the rows earlier
-    attempts finished; returns the number of input rows (what the stage must account for)."""
+    attempts finished; returns the number of input rows (what the stage must account for).
+    `scanned`: the keys pre-pass of these files, when the caller already made it."""
     import ray
 
     from .raycluster import pool_args
@@ -671,7 +804,7 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
     else:
         source = pairs if isinstance(pairs, PairsInput) else PairsInput(str(pairs))
         source.check_columns(corpus is not None)
-        s = scan(source)
+        s = scanned or scan(source)
         total, duplicates = s.rows, s.duplicates
         ds = source.dataset(rows_per_block=engine.batch_size)
         # Ray Data merges a task's outputs up to 128 MiB blocks: a whole input file would become one

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import logging
 import time
 from pathlib import Path
 from typing import Optional
@@ -41,7 +41,7 @@ class Pipeline:
         self.cfg = cfg
         self.store = RunStore(out)
         self.force = force
-        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.log = log or logging.getLogger(__name__).info
         self._fp: dict[str, str] = {}
         self._ray = False
 

@@ -5,11 +5,14 @@ tasks feeding it and the job hangs, while on a cluster the pool should grow with
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import Optional
 
 from .config import EngineConfig, RayConfig
+
+log = logging.getLogger(__name__)
 
 
 def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
@@ -29,15 +32,39 @@ def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
     # Raylet kills what a dead worker left behind (vLLM's EngineCore and workers), even after a crash.
     os.environ.setdefault("RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper", "true")
     address = cfg.address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
+    # The workers' own logs (Ray, vLLM: 160-260 lines in a small run) stay in Ray's log folder
+    # unless the command runs with -v; the stages' progress lines are labeler's own.
+    verbose = logging.getLogger("labeler").isEnabledFor(logging.DEBUG)
+    quiet_ray(verbose)
     if address:  # a cluster, or the one a submitted job runs in
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=verbose or _in_job())
     else:
         ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), include_dashboard=False,
                  object_store_memory=cfg.object_store_memory, runtime_env=runtime_env,
-                 log_to_driver=True)
+                 log_to_driver=verbose)
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = True
+    ctx.enable_progress_bars = verbose
+    if not verbose:
+        try:
+            logs = ray._private.worker._global_node.get_logs_dir_path()
+            log.info("Ray and vLLM logs: %s (-v shows them here)", logs)
+        except Exception:
+            pass
     return ray
+
+
+def _in_job() -> bool:
+    """Inside a submitted Ray job the driver's output is the job log users follow: keep workers' logs."""
+    return bool(os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_SUBMISSION_ID"))
+
+
+def quiet_ray(verbose: bool) -> None:
+    """Ray's and Ray Data's INFO lines (progress tables, repeated memory warnings) only with -v."""
+    import ray.data  # noqa: F401  (it configures its loggers on import: set the levels after)
+
+    level = logging.DEBUG if verbose else logging.WARNING
+    for name in ("ray", "ray.data", "ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(level)
 
 
 def pool_args(engine: EngineConfig) -> dict:

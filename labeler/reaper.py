@@ -99,7 +99,7 @@ class OwnedProcesses:
         finally:
             left = kill_all(descendants(), grace_s=5.0)
             if left:
-                log.warning("killed %d process(es) left behind by Ray or vLLM: %s", len(left), left)
+                log.info("killed %d process(es) that Ray's shutdown left behind: %s", len(left), left)
             if self._old is not None:
                 signal.signal(signal.SIGTERM, self._old)
         return False

@@ -177,6 +177,35 @@ class RunStore:
         work = self.root / ".work" / f"{stage}-{fingerprint}"
         return StageWriter(stage, fingerprint, work, self.path(stage), schema)
 
+    def reopen(self, stage: str, fingerprint: str, schema: pa.Schema, keep, key) -> tuple[StageWriter, int, int]:
+        """A work folder for `fingerprint` that starts with the rows of the published output that
+        still stand (`keep(table)`: a boolean mask; `key(table)`: the rows' keys, as in rejected/),
+        so that only the rest is done again. Returns the writer, the rows kept and the rows dropped.
+        The published output stays until the new one replaces it."""
+        import pyarrow.compute as pc
+
+        w = self.writer(stage, fingerprint, schema)
+        if w.resumed or self.manifest(stage) is None:
+            return w, 0, 0  # an unfinished attempt of this fingerprint is resumed as it is
+        kept_keys, kept, dropped = [], 0, 0
+        for f in sorted((self.path(stage) / "data").glob("part-*.parquet")):
+            t = pq.read_table(f)
+            mask = keep(t)
+            k = t.filter(mask)
+            kept, dropped = kept + k.num_rows, dropped + t.num_rows - k.num_rows
+            if k.num_rows:
+                failed = k.filter(pc.not_equal(k.column("status"), "ok")) if "status" in k.column_names else k.slice(0, 0)
+                kept_keys.append(key(failed))
+                _write_atomic(k.cast(schema), w.work / "data" / f.name)
+        keys = pa.chunked_array(kept_keys, pa.string()) if kept_keys else pa.chunked_array([], pa.string())
+        for f in sorted((self.path(stage) / "rejected").glob("part-*.parquet")):
+            t = pq.read_table(f)
+            t = t.filter(pc.is_in(t.column("key"), value_set=keys.combine_chunks()))
+            if t.num_rows:
+                _write_atomic(t.cast(REJECTED), w.work / "rejected" / f.name)
+        w._seq = 1 if kept else 0
+        return w, kept, dropped
+
     def table(self, stage: str, part: str = "data", columns: Optional[list[str]] = None) -> pa.Table:
         if self.manifest(stage) is None:
             raise FileNotFoundError(f"stage {stage!r} has no finished output in {self.root}")

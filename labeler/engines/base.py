@@ -107,6 +107,10 @@ class Engine:
         pass
 
 
+# Failures that say nothing about the pair: an outage, a slow or overloaded server. Only these are
+# regraded by `--retry-failed`; the rest (bad input, no grade token, over-long prompt) would fail again.
+TRANSIENT_ERRORS = frozenset({"connection_error", "timeout", "server_error", "rate_limited"})
+
 # The exit status of an engine actor whose engine died: Ray restarts the actor (up to the
 # engine's max_restarts) and retries its batch there; finished parts are kept.
 EXIT_ENGINE_DEAD = 75

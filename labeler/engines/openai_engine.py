@@ -54,7 +54,10 @@ class OpenAIEngine(Engine):
         except self._openai.APIConnectionError as e:
             return None, ("connection_error", f"cannot reach {self.cfg.base_url} after {self.cfg.max_retries} retries: {e}")
         except self._openai.APIStatusError as e:
-            return None, ("server_error", f"HTTP {e.status_code} after {self.cfg.max_retries} retries: {str(e)[:300]}")
+            code = e.status_code
+            reason = "rate_limited" if code == 429 else "server_error" if code >= 500 or code in (408, 409) else "request_error"
+            tried = f" after {self.cfg.max_retries} retries" if reason != "request_error" else ""
+            return None, (reason, f"HTTP {code}{tried}: {str(e)[:300]}")
         if not resp.choices:
             return None, ("server_error", "the server answered with no choices")
         choice = resp.choices[0]
