@@ -62,9 +62,13 @@ def quiet_ray(verbose: bool) -> None:
     """Ray's and Ray Data's INFO lines (progress tables, repeated memory warnings) only with -v."""
     import ray.data  # noqa: F401  (it configures its loggers on import: set the levels after)
 
+    import warnings
+
     level = logging.DEBUG if verbose else logging.WARNING
     for name in ("ray", "ray.data", "ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(level)
+    # Engine pools pass max_restarts, which map_batches takes only as a ray_remote_args entry.
+    warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
 
 
 def pool_args(engine: EngineConfig) -> dict:

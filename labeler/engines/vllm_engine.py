@@ -64,8 +64,11 @@ class VLLMEngine(Engine):
         batched = cfg.max_num_batched_tokens or (None if gpu else CPU_MAX_BATCHED_TOKENS)
         if batched:
             # A bound on one step's work: a CPU step must stay far below vLLM's execute-model timeout.
-            kwargs["max_num_batched_tokens"] = max(batched, cfg.max_num_seqs)
-            kwargs["enable_chunked_prefill"] = True
+            # Whole prompts only (no chunked prefill): on a CPU, vLLM 0.32 fails a partly prefilled
+            # request that has its own seed ("CPU Generator does not use offset"), and synthesis
+            # seeds every request. So a step holds whole prompts up to the budget.
+            kwargs["max_num_batched_tokens"] = max(batched, cfg.max_model_len, cfg.max_num_seqs)
+            kwargs["enable_chunked_prefill"] = False
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.watch = EngineWatch(_engine_processes(), cfg.model)
