@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from judge_liveqa import DATA, sample_pairs  # noqa: E402
 
 from labeler.config import EngineConfig, GradeConfig, dotted_override, merge_dicts, parse_config  # noqa: E402
-from labeler.evaluate import _mean_metric, agreement, json_safe  # noqa: E402
-from labeler.judge import grade_pairs  # noqa: E402
+from labeler.evaluate.metrics import _mean_metric, agreement, json_safe  # noqa: E402
+from labeler.stages.grade_stream import grade as grade_pairs  # noqa: E402
 from labeler.pipeline import Pipeline  # noqa: E402
 from labeler.qrels import qrels_dict, read_qrels  # noqa: E402
 from labeler.schema import LABELS, PAIRS  # noqa: E402

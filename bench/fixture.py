@@ -149,7 +149,7 @@ def _dev_fingerprint(cfg) -> str:
 
 # ---------------------------------------------------------------------------------------- build
 def build(cfg_path: Path, work: Path, fixture: Path, dev: bool, until: str) -> dict:
-    from labeler.judge import grade_pairs
+    from labeler.stages.grade_stream import grade as grade_pairs
 
     cfg = load_config(cfg_path)
     pipe = _pipeline(cfg, work)

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from labeler.config import EngineConfig, GradeConfig, RayConfig  # noqa: E402
-from labeler.evaluate import agreement  # noqa: E402
-from labeler.judge import grade_pairs  # noqa: E402
+from labeler.evaluate.metrics import agreement  # noqa: E402
+from labeler.stages.grade_stream import grade as grade_pairs  # noqa: E402
 from labeler.qrels import read_qrels  # noqa: E402
 from labeler.raycluster import init_ray  # noqa: E402
 from labeler.schema import JUDGMENTS, PAIRS  # noqa: E402

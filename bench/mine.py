@@ -205,7 +205,7 @@ def run_pipeline(corpus: Path, queries: list[dict], work: Path, backend: str, de
     import pyarrow as pa
 
     from labeler.config import Config
-    from labeler.mine import ensure_index
+    from labeler.mining import ensure_index
     from labeler.pipeline import Pipeline
     from labeler.schema import QUERIES
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -34,9 +34,10 @@ class RayConfig(_Strict):
 class EngineConfig(_Strict):
     """An LLM backend and how many copies of it to run."""
 
-    # cross_encoder: a student from distill.kind=cross_encoder (also picked automatically for a
-    # folder holding labeler_cross_encoder.json).
-    backend: Literal["vllm", "openai", "transformers", "cross_encoder"] = "vllm"
+    # A name in labeler.engines.BACKENDS (vllm, openai, transformers; cross_encoder and bi_encoder
+    # for distilled students, also picked automatically for their export folders); checked before
+    # any command starts (labeler.preflight).
+    backend: str = "vllm"
     model: str = Field(..., description="local dir, hub id, or offline:<name> (see labeler.models)")
     # auto: bfloat16 on a GPU or a CPU with native bf16 (AVX512_BF16/AMX), float32 otherwise (labeler.hardware).
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
@@ -254,12 +255,46 @@ class CrossEncoderConfig(_Strict):
         return self
 
 
-class DistillConfig(_Strict):
-    kind: Literal["generative", "cross_encoder"] = "generative"
-    base_model: str = "offline:smollm2-135m-instruct"
+class BiEncoderConfig(_Strict):
+    """The bi-encoder student (distill.kind=bi_encoder): a sentence-transformers model fine-tuned so
+    that its cosine follows the teacher's expected grades, and kept from drifting below what it knew."""
+
+    base_model: str = "offline:all-minilm-l6-v2"
+    # What the cosine is trained towards, per pair: the teacher's expected grade; or a committee of
+    # the teacher's grade, BM25's score and the base model's own cosine, each ranked within its
+    # query (weights below), so the student keeps what the base model and BM25 already know.
+    target: Literal["teacher", "committee"] = "teacher"
+    committee_weights: dict[Literal["teacher", "bm25", "cosine"], float] = Field(
+        default_factory=lambda: {"teacher": 0.5, "bm25": 0.2, "cosine": 0.3})
+    # margin_mse: within a query, the difference of two documents' cosines regresses the difference
+    # of their targets (GPL); cosent: a ranking loss over every pair of pairs in a batch, across
+    # queries; both: their sum.
+    loss: Literal["margin_mse", "cosent", "both"] = "margin_mse"
+    max_seq_len: int = Field(256, ge=16)
+    lr: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    epochs: int = Field(1, ge=1)
+    max_steps: Optional[int] = Field(None, ge=1, description="optimizer steps per epoch at most")
+    batch_size: int = Field(32, ge=2, description="pairs (margin_mse: pairs of pairs) per step per worker")
+    # Held-out teacher pairs scored after every epoch: the export is the best epoch (or the base
+    # model itself, epoch 0, when no epoch beat it) by this measure.
+    select_by: Literal["spearman", "pairwise_accuracy", "ndcg@10", "last"] = "spearman"
+    score_batch_size: int = Field(64, ge=1)
+
+
+class _DistillBase(_Strict):
+    """What every student kind shares: the Ray Train workers it trains on."""
+
     num_workers: int = Field(2, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
+
+
+class GenerativeStudentConfig(_DistillBase):
+    """The relevance-labeler paper's student: a causal LM that emits the teacher's grade token."""
+
+    kind: Literal["generative"] = "generative"
+    base_model: str = "offline:smollm2-135m-instruct"
     epochs: int = Field(1, ge=1)
     max_steps: Optional[int] = Field(None, ge=1, description="stop after this many optimizer steps")
     micro_batch_size: int = Field(2, ge=1)
@@ -279,7 +314,32 @@ class DistillConfig(_Strict):
     # Imbalanced grades (mostly 0s and 1s): weight the CE loss by inverse grade frequency, or
     # oversample the rarer grades to the most common one's count.
     balance: Literal["none", "reweight", "oversample"] = "none"
+
+
+class CrossEncoderStudentConfig(_DistillBase):
+    """The reranker paper's student; its model and optimiser settings are its own section."""
+
+    kind: Literal["cross_encoder"]
     cross_encoder: CrossEncoderConfig = Field(default_factory=CrossEncoderConfig)
+
+
+class BiEncoderStudentConfig(_DistillBase):
+    kind: Literal["bi_encoder"]
+    bi_encoder: BiEncoderConfig = Field(default_factory=BiEncoderConfig)
+
+
+def _student_kind(v) -> str:
+    return (v.get("kind") if isinstance(v, dict) else getattr(v, "kind", None)) or "generative"
+
+
+# One class per student kind (labeler.students.KINDS names its trainer); a key that belongs to
+# another kind is an error, as any unknown key is.
+DistillConfig = Annotated[
+    Union[Annotated[GenerativeStudentConfig, Tag("generative")],
+          Annotated[CrossEncoderStudentConfig, Tag("cross_encoder")],
+          Annotated[BiEncoderStudentConfig, Tag("bi_encoder")]],
+    Discriminator(_student_kind)]
+STUDENT_KINDS = tuple(m.__metadata__[0].tag for m in get_args(get_args(DistillConfig)[0]))
 
 
 class LabelConfig(_Strict):
@@ -300,7 +360,7 @@ class Config(_Strict):
     synthesize: SynthesizeConfig
     mine: MineConfig = Field(default_factory=MineConfig)
     judge: JudgeConfig
-    distill: DistillConfig = Field(default_factory=DistillConfig)
+    distill: DistillConfig = Field(default_factory=GenerativeStudentConfig)
     label: LabelConfig = Field(default_factory=LabelConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
@@ -323,11 +383,18 @@ class Config(_Strict):
 
 def _format_errors(path: str, err: ValidationError) -> str:
     lines = [f"{path}: invalid config ({err.error_count()} error{'s' if err.error_count() > 1 else ''})"]
+    kinds = STUDENT_KINDS
     for e in err.errors():
-        key = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        loc, kind = list(e["loc"]), None
+        if loc[:1] == ["distill"] and len(loc) > 1 and loc[1] in kinds:
+            kind = loc.pop(1)  # pydantic names the union member: say it as the kind instead
+        key = ".".join(str(x) for x in loc) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (not part of the config schema; check its spelling and section)"
+            msg = ("unknown key (not part of the config schema; check its spelling and section)" if kind is None
+                   else f"unknown key for distill.kind={kind} (it may belong to another student kind)")
+        elif e["type"] == "union_tag_invalid":
+            msg = f"unknown student kind {e['input'].get('kind')!r} (known: {', '.join(kinds)})" if isinstance(e.get("input"), dict) else msg
         elif e["type"] == "missing":
             msg = "required key is missing"
         got = e.get("input")

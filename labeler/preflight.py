@@ -77,6 +77,10 @@ def endpoint_problem(engine: EngineConfig, key: str, timeout_s: float = 5.0) -> 
 
 
 def engine_problems(engine: EngineConfig, key: str) -> list[str]:
+    from .engines import BACKENDS
+
+    if engine.backend not in BACKENDS:
+        return [f"{key}.backend: unknown backend {engine.backend!r} (known: {', '.join(BACKENDS)})"]
     if engine.backend == "openai":
         return [p for p in [endpoint_problem(engine, key)] if p]
     return [p for p in [model_problem(engine.model, f"{key}.model")] if p]

@@ -268,8 +268,8 @@ def job_main(argv: list[str], stage: Optional[str] = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError, NotPublishedError) as e:  # others: traceback, exit 1
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
-    from .cli import print_summary
-    print_summary(summary)
+    from .pipeline import format_summary
+    print(format_summary(summary))
     print(json.dumps({"out": summary["out"], "stages": {k: v.get("rows_out") for k, v in summary["stages"].items()}}),
           flush=True)
     return 0

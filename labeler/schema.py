@@ -75,6 +75,11 @@ LABELS = pa.schema([
     *LABEL_FIELDS,
 ])
 
+# The distill stage's record of what the student trained on: one row per unit it used (a graded
+# pair, or a query's group with its positive's doc_id and grade).
+TRAIN_EXAMPLES = pa.schema([("query_id", pa.string()), ("doc_id", pa.string()), ("grade", pa.int8()),
+                            ("n_tokens", pa.int32())])
+
 REJECTED = pa.schema([
     ("key", pa.string()),      # the input row's key (doc_id, query_id, or query_id<TAB>doc_id)
     ("reason", pa.string()),   # a short stable code: empty_text, bad_json, unparseable_output, ...

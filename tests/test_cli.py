@@ -6,10 +6,9 @@ import os
 import subprocess
 import sys
 import time
-
-import pytest
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 
 LABELER = [sys.executable, "-m", "labeler.cli"]

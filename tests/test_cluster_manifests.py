@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import shlex
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from labeler.config import load_config
@@ -164,8 +164,8 @@ def test_runtime_envs_upload_the_code_but_not_the_venv():
 
 
 def test_one_job_entrypoint_per_stage():
+    from labeler.cli.submit import STAGES as SUBMIT_STAGES
     from labeler.pipeline import STAGES
-    from labeler.submit import STAGES as SUBMIT_STAGES
 
     assert SUBMIT_STAGES == STAGES
     for s in [*STAGES, "pipeline"]:

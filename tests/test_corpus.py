@@ -3,13 +3,12 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from conftest import DEMO_DOCS
 
 from labeler.config import CorpusConfig
-from labeler.corpus import fingerprint, ingest
 from labeler.schema import DOCS
+from labeler.stages.corpus import fingerprint, ingest
 from labeler.store import RunStore
-
-from conftest import DEMO_DOCS
 
 
 def _ingest(tmp_path, path, **kw):

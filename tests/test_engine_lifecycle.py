@@ -17,7 +17,6 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import DEMO_DOCS, ROOT
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from labeler import evaluate
-from labeler.evaluate import agreement, compare, load_labels, load_reference, main, system_ranking_agreement
+from labeler.cli.evaluate import main
+from labeler.evaluate import metrics as evaluate
+from labeler.evaluate.inputs import load_labels, load_reference
+from labeler.evaluate.metrics import agreement, compare, system_ranking_agreement
 
 # Six pairs, sorted (q1: a b c, q2: d e f):
 #   human  3 1 0 | 2 2 0

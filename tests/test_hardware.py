@@ -46,7 +46,8 @@ def test_forced_bf16_is_kept_with_a_warning(flags, caplog):
 
 
 def test_engine_config_defaults_to_auto_and_rejects_unknown_dtypes():
-    from labeler.config import DistillConfig, EngineConfig
+    from labeler.config import EngineConfig
+    from labeler.config import GenerativeStudentConfig as DistillConfig
 
     assert EngineConfig(model="m").dtype == "auto"
     assert DistillConfig().bf16 == "auto"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from ray_head import RayHead
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -28,7 +27,7 @@ def head():
 
 
 def submit(head, *args, capsys):
-    from labeler.submit import main
+    from labeler.cli.submit import main
 
     rc = main(["--address", head.dashboard_url, *args])
     out = capsys.readouterr()

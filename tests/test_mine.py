@@ -10,14 +10,21 @@ import random
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import DEMO_DOCS, shared_path
 
-from labeler.bm25 import build_index as build_raw, open_index, pack, unpack
+from labeler.bm25 import build_index as build_raw
+from labeler.bm25 import open_index, pack, unpack
 from labeler.chunking import chunk_docs
 from labeler.config import MineConfig
-from labeler.mine import MineWorker, build_index, ensure_index, resolve_index
+from labeler.mining import (
+    MineWorker,
+    build_index,
+    ensure_index,
+    near_duplicate,
+    resolve_index,
+    split_of,
+)
 from labeler.schema import PAIRS
-
-from conftest import DEMO_DOCS, shared_path
 
 
 def _demo() -> pa.Table:
@@ -247,7 +254,7 @@ def test_medquad_index_and_mine(tmp_path):
     # other sources' answers outrank the seed for the rest.
     assert sum(r["bm25_rank"] is not None and r["bm25_rank"] <= 10 for r in seeds) >= 180
     text = dict(zip(ids, docs.column("text").to_pylist()))
-    from labeler.mine import near_duplicate
+    from labeler.mining import near_duplicate
     for r in out:
         if r["source"] == "bm25":
             seed = r["query_id"][1:]
@@ -269,3 +276,16 @@ def test_bm25s_numba_kernels_rank_exactly_like_numpy(demo_indexes, monkeypatch):
     assert [[r for r, _ in h] for h in a] == [[r for r, _ in h] for h in b]
     assert [s for h in a for _, s in h] == pytest.approx([s for h in b for _, s in h], rel=1e-5)
     assert a[3] == [] and len(a[0]) == 10  # a stopword-only query finds nothing, on either path
+
+
+def test_split_is_deterministic_and_near_fraction():
+    splits = [split_of(f"q{i}", 0.3, 13) for i in range(2000)]
+    assert splits == [split_of(f"q{i}", 0.3, 13) for i in range(2000)]
+    assert 0.25 < splits.count("heldout") / 2000 < 0.35
+
+
+def test_near_duplicate():
+    a = "The travel policy allows economy class for flights under six hours and business class above."
+    assert near_duplicate(a, a)
+    assert near_duplicate(a + " " + a, a + " " + a.replace("business", "premium"))
+    assert not near_duplicate(a, "Completely different text about badge access in the Lisbon office.")

@@ -11,11 +11,10 @@ import time
 import urllib.request
 
 import pytest
+from fake_openai import FakeChatServer, Reply
 
 from labeler.config import EngineConfig
 from labeler.engines.openai_engine import OpenAIEngine
-
-from fake_openai import FakeChatServer, Reply
 
 MSG = [{"role": "user", "content": "Grade this pair. Reply with a digit 0-3."}]
 

@@ -1,7 +1,14 @@
 import pyarrow as pa
 import pytest
 
-from labeler.qrels import qrels_dict, read_qrels, read_run, sniff_format, write_qrels, write_run
+from labeler.qrels import (
+    qrels_dict,
+    read_qrels,
+    read_run,
+    sniff_format,
+    write_qrels,
+    write_run,
+)
 
 
 def write(path, text):

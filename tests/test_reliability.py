@@ -17,7 +17,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import DEMO_DOCS, ROOT
 from fake_openai import FakeChatServer, Reply
 
@@ -191,7 +190,7 @@ def test_missing_model_folder_is_one_clear_error_before_ray(tiny_config, tmp_pat
 
 
 def test_wrong_types_are_bad_type_rows(tmp_path):
-    from labeler.label import PairsInput
+    from labeler.readers import PairsInput
 
     d = DOCS[0]
     good = {"query_id": "q", "query": "vpn", "doc_id": d["doc_id"], "text": "t"}
@@ -210,7 +209,7 @@ def test_wrong_types_are_bad_type_rows(tmp_path):
 
 
 def test_progress_rate_starts_when_the_engines_answer():
-    from labeler.runner import Progress
+    from labeler.stages.runner import Progress
 
     p = Progress("judge", total=1000)
     p.t0 -= 120  # two minutes of engine start-up

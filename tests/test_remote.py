@@ -119,7 +119,7 @@ def test_s3_push_replaces_old_version_and_writes_manifest_last(tmp_path):
 
 
 def test_fetch_input_keeps_names_so_the_corpus_fingerprint_holds(tmp_path):
-    from labeler import corpus
+    from labeler.stages import corpus
 
     src = ROOT / "data/demo/docs.jsonl"
     local = fetch_input(f"file://{src}", tmp_path / "inputs")
@@ -171,7 +171,7 @@ def test_job_entrypoint_runs_against_a_uri(tmp_path):
 
 
 def test_submit_waits_for_the_job_agent_then_gives_up_on_other_errors():
-    from labeler.submit import submit_with_retry
+    from labeler.cli.submit import submit_with_retry
 
     class Client:
         calls = 0

@@ -4,8 +4,13 @@ import re
 import pyarrow as pa
 import pytest
 
-from labeler.evaluate import agreement, system_ranking_agreement
-from labeler.report import DEFAULT_PRICES, cost_rows, stage_costs_from_run, write_report
+from labeler.evaluate.metrics import agreement, system_ranking_agreement
+from labeler.evaluate.report import (
+    DEFAULT_PRICES,
+    cost_rows,
+    stage_costs_from_run,
+    write_report,
+)
 
 REF = pa.table({"query_id": ["q1"] * 3 + ["q2"] * 3, "doc_id": list("abcdef"),
                 "grade": pa.array([3, 1, 0, 2, 2, 0], pa.int8())})

@@ -8,17 +8,29 @@ import json
 
 import pyarrow as pa
 import pytest
-
+from conftest import DEMO_DOCS, shared_path
 from fake_openai import FakeChatServer, Reply
 
 from labeler.chunking import chunk_docs, split_passages
 from labeler.config import EngineConfig, SynthesizeConfig
-from labeler.mine import build_index
+from labeler.mining import build_index
+from labeler.pipeline import Pipeline
 from labeler.prompts import load_template
-from labeler.synthesize import (Deduper, RoundTrip, SynthWorker, chain, cost_usd, load_few_shot, plan_requests,
-                                render_few_shot, token_totals, wrong_language)
-
-from conftest import DEMO_DOCS, shared_path
+from labeler.stages.synthesize import (
+    Deduper,
+    RoundTrip,
+    SynthWorker,
+    chain,
+    check_query,
+    clean_query,
+    copied_span,
+    cost_usd,
+    load_few_shot,
+    plan_requests,
+    render_few_shot,
+    token_totals,
+    wrong_language,
+)
 
 
 def _demo() -> pa.Table:
@@ -89,7 +101,7 @@ def test_plan_requests_on_passages_stratified_by_a_metadata_field():
 
 def test_few_shot_examples_reach_the_prompt():
     shots = load_few_shot("few_shot_queries")
-    assert set(shots) == {"keyword", "question", "navigational", "partial_recall", "acronym"}
+    assert set(shots) == {"keyword", "question", "navigational", "partial_recall", "acronym", "consumer_health"}
     t = load_template("synthesize")
     with_shots = t.messages(title="T", text="body", kind_instruction="k", few_shot=render_few_shot(shots["acronym"][:1]))
     assert "Query: CAG SLO targets" in with_shots[-1]["content"]
@@ -139,7 +151,7 @@ def test_openai_synthesis_filters_counts_tokens_and_caches(chat_server, tmp_path
                                                request_cache_path=str(tmp_path / "cache.sqlite")),
                            kinds={k: 1 for k in _Chat.replies}, few_shot="few_shot_queries", max_query_chars=120)
     req = plan_requests(_demo().slice(0, 3), cfg, seed=1)
-    import labeler.synthesize as syn
+    import labeler.stages.synthesize as syn
     orig = syn.load_query_kinds
     syn.load_query_kinds = lambda: orig(str(kinds_file))
     try:
@@ -176,3 +188,68 @@ def test_medquad_seeds_cover_every_source_and_long_answers_chunk():
     src = {r["doc_id"]: r["source"] for r in rows}
     seen = {src[parent[s]] for s in req.column("seed_doc_id").to_pylist()}
     assert seen == sources  # 16k documents dominated by a few sources, yet every source seeds queries
+
+
+def test_clean_query_strips_chatter():
+    assert clean_query('Query: "VPN setup for contractors"\nExplanation: ...') == "VPN setup for contractors"
+    assert clean_query("\n\n1. reset  2FA token\n2. other") == "reset 2FA token"
+    assert clean_query("   ") == ""
+
+
+def test_query_filters():
+    cfg = SynthesizeConfig(engine={"model": "m"}, max_query_chars=40, max_copied_words=4)
+    doc = "To rotate the database credentials run the rotate script in Strongbox every quarter."
+    assert check_query("", doc, cfg)[0] == "empty_output"
+    assert check_query("x" * 41, doc, cfg)[0] == "too_long"
+    assert check_query("run the rotate script in Strongbox", doc, cfg)[0] == "copies_document"
+    assert check_query("how often rotate db creds", doc, cfg) is None
+    assert copied_span("a b c", doc, 4) is None
+
+
+def test_deduper_keeps_first_of_normalised_duplicates():
+    d = Deduper({("VPN setup", "q0")})
+    t = pa.table({"query_id": ["q1", "q2", "q3"], "query": ["vpn  SETUP?", "badge access", "Badge access"]})
+    kept, rejected = d(t)
+    assert kept.column("query_id").to_pylist() == ["q2"]
+    assert [(r["key"], r["reason"]) for r in rejected] == [("q1", "duplicate"), ("q3", "duplicate")]
+    assert "q0" in rejected[0]["detail"]
+
+
+def test_plan_requests_is_stratified_and_stable():
+    docs = pa.table({"doc_id": [f"d{i}" for i in range(30)], "title": ["t"] * 30, "text": ["x"] * 30,
+                     "author": [None] * 30, "space": [None] * 30,
+                     "doc_type": ["ticket"] * 27 + ["policy"] * 3, "last_modified": [None] * 30})
+    cfg = SynthesizeConfig(engine={"model": "m"}, seed_docs=6, kinds={"keyword": 2, "question": 1})
+    a = plan_requests(docs, cfg, seed=1)
+    assert a.num_rows == 18 and len(set(a.column("query_id").to_pylist())) == 18
+    seeds = set(a.column("seed_doc_id").to_pylist())
+    assert len({d for d in seeds if int(d[1:]) >= 27}) == 3  # the rare type is not crowded out
+    assert a.equals(plan_requests(docs, cfg, seed=1))
+
+
+def test_synthesize_and_mine_stages(tiny_config, tmp_path, ray_local):
+    cfg, _ = tiny_config
+    pipe = Pipeline(cfg, tmp_path / "run")
+    pipe.run(until="mine")
+    syn = pipe.store.manifest("synthesize")
+    assert syn["rows_in"] == 10 * 2 == syn["rows_out"] + syn["rows_rejected"]
+    queries = pipe.store.table("synthesize")
+    assert set(queries.column("kind").to_pylist()) <= {"keyword", "question"}
+    assert syn["tokens_in"] > 0 and syn["tokens_out"] > 0
+
+    pairs = pipe.store.table("mine")
+    lo, hi = cfg.mine.window
+    by_query: dict = {}
+    for r in pairs.to_pylist():
+        by_query.setdefault(r["query_id"], []).append(r)
+    assert set(by_query) == set(queries.column("query_id").to_pylist())  # every query accounted for
+    for qid, rows in by_query.items():
+        seeds = [r for r in rows if r["source"] == "seed"]
+        assert len(seeds) == 1 and seeds[0]["doc_id"] == qid.split("#")[0]
+        negs = [r for r in rows if r["source"] == "bm25"]
+        assert len(negs) <= cfg.mine.negatives_per_query
+        assert all(lo <= r["bm25_rank"] <= hi and r["doc_id"] != seeds[0]["doc_id"] for r in negs)
+        assert len({r["split"] for r in rows}) == 1  # a query never straddles train and held-out
+    # Rerun: nothing to do, every stage is up to date.
+    again = Pipeline(cfg, tmp_path / "run").run(until="mine")
+    assert all(s["skipped"] for s in again["stages"].values())

@@ -1,5 +1,5 @@
-"""A cross-encoder student (labeler.rerank) behind the Engine interface, so `labeler label` and the
-label stage grade pairs with it exactly as with a generative student.
+"""A distilled cross-encoder (labeler.students.cross_encoder) behind the Engine interface, so
+`labeler label` and the label stage grade pairs with it exactly as with a generative student.
 
 It reads (query, document) pairs, not prompts: its score is mapped to an expected grade by the
 monotone calibration stored with the export, and the grade is that rounded. It has no grade
@@ -7,13 +7,24 @@ distribution, so `grade_probs` and `grade_mass` stay null rather than being made
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Sequence
 
 from .. import models
 from ..config import EngineConfig
 from .base import Engine, GradeResult
+from .encoder_export import apply_calibration, calibrated, pair_text, read_meta
+
+# The marker of an exported cross-encoder: its settings and the score -> grade calibration.
+META_FILE = "labeler_cross_encoder.json"
+
+
+def encode_pairs(tokenizer, queries: list[str], docs: list[str], max_len: int):
+    """Tokenised (query, document) pairs cut to `max_len` tokens; which ones were cut, and their lengths."""
+    full = tokenizer(queries, docs, truncation=False, verbose=False)["input_ids"]
+    truncated = [len(ids) > max_len for ids in full]
+    enc = tokenizer(queries, docs, truncation="longest_first", max_length=max_len, padding=True,
+                    return_tensors="pt")
+    return enc, truncated, enc["attention_mask"].sum(1).tolist()
 
 
 class CrossEncoderEngine(Engine):
@@ -23,15 +34,10 @@ class CrossEncoderEngine(Engine):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from ..rerank import META_FILE
-
         self.cfg = cfg
         self.torch = torch
         path = models.resolve(cfg.model)
-        meta_path = Path(path) / META_FILE
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{path} is not a cross-encoder export (no {META_FILE})")
-        self.meta = json.loads(meta_path.read_text())
+        self.meta = read_meta(path, META_FILE)
         self.max_len = int(self.meta["max_seq_len"])
         self.model_id = cfg.model
         self.model_version = models.model_version(path)
@@ -41,8 +47,6 @@ class CrossEncoderEngine(Engine):
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> tuple[list[float], list[bool], list[int]]:
         """Raw scores of (query, document text) pairs, in batches; which were truncated; token counts."""
-        from ..rerank import encode_pairs
-
         scores, truncated, n_tokens = [], [], []
         step = self.cfg.batch_size
         for i in range(0, len(pairs), step):
@@ -60,16 +64,10 @@ class CrossEncoderEngine(Engine):
 
     def grade_pairs(self, rows: list[dict]) -> tuple[list[GradeResult], list[bool]]:
         """Grade pair rows (query, title, text); also says which inputs were cut to max_seq_len tokens."""
-        from ..rerank import pair_text
-
         return self._grade([(r["query"], pair_text(r)) for r in rows])
 
     def _grade(self, pairs) -> tuple[list[GradeResult], list[bool]]:
-        from ..rerank import apply_calibration
-
-        cal = self.meta.get("calibration")
-        if not cal:
-            raise ValueError(f"{self.model_id}: the export has no calibration, so its scores cannot be grades")
+        cal = calibrated(self.meta, self.model_id)
         scores, truncated, n_tokens = self.score(pairs)
         expected = apply_calibration(scores, cal)
         return [GradeResult(calibrated=float(e), prompt_tokens=int(n), raw=f"score={s:.6g}")

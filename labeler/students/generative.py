@@ -1,4 +1,5 @@
-"""Distil teacher judgments into a small causal LM with Ray Train + DeepSpeed.
+"""The generative student (the relevance-labeler paper): teacher judgments distilled into a small
+causal LM with Ray Train + DeepSpeed.
 
 The student learns to emit the grade token right after the very prompt it will be labeled with
 (labeler.grading), so labeling with it is the same one-forward-pass logprob read as the teacher.
@@ -7,23 +8,25 @@ teacher's grade distribution. The same code runs on CPU workers (gloo) and GPUs 
 """
 from __future__ import annotations
 
-import json
+import logging
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import pyarrow as pa
 
-from . import models
-from .config import DistillConfig, GradeConfig, merge_dicts
-from .grading import build_prompt, grade_target_ids
-from .hardware import resolve_bf16
-from .prompts import load_template
-from .schema import GRADES
+from .. import models
+from ..config import GenerativeStudentConfig, GradeConfig, merge_dicts
+from ..grading import build_prompt, grade_target_ids
+from ..hardware import resolve_bf16
+from ..prompts import load_template
+from ..schema import GRADES, TRAIN_EXAMPLES
+from . import raytrain
+from .base import Student, Trained, TrainingData
 
+DistillConfig = GenerativeStudentConfig
+log = logging.getLogger(__name__)
 
 def training_examples(judgments: pa.Table, tokenizer, grading: GradeConfig, max_seq_len: int) -> tuple[pa.Table, list[dict]]:
     """Tokenised prompts with the teacher's grade and distribution; over-long ones are rejected."""
@@ -85,16 +88,6 @@ def balance_examples(examples: pa.Table, mode: str, seed: int = 0) -> tuple[pa.T
     return examples, mix
 
 
-def validation_agreement(reference: pa.Table, predicted: pa.Table, k: int = 10) -> dict:
-    """The headline agreement figures (labeler.evaluate.agreement) of a validation pass, JSON-safe."""
-    from .evaluate import agreement, json_safe
-
-    m = agreement(reference, predicted, k=k)
-    keys = ["n_labeled", "accuracy", "mae", "cohen_kappa", "weighted_kappa", "spearman", "kendall",
-            "pairwise_accuracy", f"ndcg@{k}"]
-    return json_safe({key: m.get(key) for key in keys})
-
-
 def deepspeed_config(cfg: DistillConfig, world: int) -> dict:
     ds = {
         "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
@@ -128,14 +121,8 @@ def _train_loop(config: dict) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
     torch.manual_seed(config["seed"])
 
-    start_epoch, source, history = 0, config["base_path"], []
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:  # resuming a killed run: weights and epoch from the latest checkpoint
-        with ckpt.as_directory() as d:
-            state = json.loads((Path(d) / "train_state.json").read_text())
-            start_epoch, history = state["epoch"] + 1, state.get("history", [])
-            source = tempfile.mkdtemp(prefix="labeler-resume-")
-            shutil.copytree(d, source, dirs_exist_ok=True)
+    start = raytrain.resume()  # a killed run: weights and epoch from the latest checkpoint
+    start_epoch, source, history = start.epoch, start.source or config["base_path"], start.history
     tokenizer = AutoTokenizer.from_pretrained(source)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
@@ -242,12 +229,7 @@ def _validate(engine, F, torch, pad: int, grade_ids, cfg: DistillConfig, config:
                 preds.append((r["query_id"], r["doc_id"], int(r["grade"]), max(range(4), key=lambda g: p[g]),
                               sum(g * x for g, x in enumerate(p))))
     engine.train()
-    if world > 1:
-        import torch.distributed as dist
-        parts = [None] * world
-        dist.all_gather_object(parts, (loss_sum, preds))
-    else:
-        parts = [(loss_sum, preds)]
+    parts = raytrain.gather((loss_sum, preds), world)
     preds = [x for p in parts for x in p[1]]
     out = {"val_loss": sum(p[0] for p in parts) / max(len(preds), 1), "val_pairs": len(preds), "val_agreement": None}
     if rank == 0 and preds:
@@ -256,6 +238,8 @@ def _validate(engine, F, torch, pad: int, grade_ids, cfg: DistillConfig, config:
         pred = pa.table({"query_id": ref.column("query_id"), "doc_id": ref.column("doc_id"),
                          "grade": pa.array([p[3] for p in preds], pa.int8()),
                          "expected_grade": pa.array([p[4] for p in preds], pa.float64())})
+        from ..evaluate.metrics import validation_agreement
+
         out["val_agreement"] = validation_agreement(ref, pred, config.get("k", 10))
     return out
 
@@ -277,20 +261,15 @@ def freeze_below(model, n: int) -> None:
 
 
 def _report(engine, tokenizer, cfg: DistillConfig, metrics: dict, rank: int) -> None:
-    import ray.train
-    from ray.train import Checkpoint
-
+    # ZeRO-3 shards the weights: every rank takes part in gathering them, rank 0 saves.
     state = engine._zero3_consolidated_16bit_state_dict() if cfg.zero_stage == 3 else None
-    with tempfile.TemporaryDirectory(prefix="labeler-ckpt-") as d:
-        checkpoint = None
-        if rank == 0:
-            module = engine.module
-            module.save_pretrained(d, state_dict=state if state is not None else module.state_dict(),
-                                   safe_serialization=True)
-            tokenizer.save_pretrained(d)
-            (Path(d) / "train_state.json").write_text(json.dumps(metrics))
-            checkpoint = Checkpoint.from_directory(d)
-        ray.train.report(metrics, checkpoint=checkpoint)
+
+    def save(d: Path) -> None:
+        module = engine.module
+        module.save_pretrained(d, state_dict=state if state is not None else module.state_dict(), safe_serialization=True)
+        tokenizer.save_pretrained(d)
+
+    raytrain.report(metrics, save, rank)
 
 
 def train(cfg: DistillConfig, grading: GradeConfig, examples: pa.Table, storage: Path, export: Path,
@@ -301,8 +280,6 @@ def train(cfg: DistillConfig, grading: GradeConfig, examples: pa.Table, storage:
     loss and the agreement with the teacher go into the Ray Train metrics and the history.
     """
     import ray
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
     from transformers import AutoTokenizer
 
     base = models.resolve(cfg.base_model)
@@ -317,30 +294,41 @@ def train(cfg: DistillConfig, grading: GradeConfig, examples: pa.Table, storage:
     datasets = {"train": ray.data.from_arrow(examples)}
     if heldout is not None and heldout.num_rows:
         datasets["heldout"] = ray.data.from_arrow(heldout)
-    env = {"OMP_NUM_THREADS": str(max(1, int(cfg.cpus_per_worker)))}
-    if not cfg.use_gpu:
-        env["DS_ACCELERATOR"] = "cpu"
-    trainer = TorchTrainer(
-        _train_loop,
-        train_loop_config=loop_cfg,
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                     resources_per_worker={"CPU": cfg.cpus_per_worker,
-                                                           **({"GPU": 1} if cfg.use_gpu else {})}),
-        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
-        run_config=RunConfig(name="distill", storage_path=str(storage.resolve()),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             failure_config=FailureConfig(max_failures=1)),
-        dataset_config=DataConfig(datasets_to_split=["train"]),
-        datasets=datasets,
-    )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"distillation finished without a checkpoint (error: {result.error})")
-    with result.checkpoint.as_directory() as d:
-        if export.exists():
-            shutil.rmtree(export)
-        shutil.copytree(d, export)
-    state = json.loads((export / "train_state.json").read_text())
+    result = raytrain.fit(_train_loop, loop_cfg, cfg, storage, "distill", datasets)
+    state = raytrain.export(result, export)
     return {"train_loss": state.get("train_loss"), "history": state.get("history", []), "epochs": cfg.epochs,
             "examples": examples.num_rows, "grade_counts": counts, "balance": cfg.balance,
             "loss_grade_mix": loss_mix, "heldout_examples": loop_cfg["n_heldout"], "metrics": result.metrics}
+
+
+class GenerativeStudent(Student):
+    """Trains on the teacher's graded train pairs whose prompt fits max_seq_len (the rest are
+    rejected with their reason); validates on the held-out ones after every epoch."""
+
+    kind = "generative"
+
+    def train(self, data: TrainingData, workdir: Path, export: Path) -> Trained:
+        import pyarrow.compute as pc
+        from transformers import AutoTokenizer
+
+        c = self.cfg
+        ok = lambda t: t.filter(pc.equal(t.column("status"), "ok"))  # noqa: E731
+        train_rows = ok(data.train)
+        tok = AutoTokenizer.from_pretrained(models.resolve(c.base_model))
+        examples, rejected = training_examples(train_rows, tok, self.grading, c.max_seq_len)
+        # Held-out teacher labels, scored after every epoch (over-long ones are left out of validation).
+        heldout = (training_examples(ok(data.heldout), tok, self.grading, c.max_seq_len)[0]
+                   if data.heldout is not None else None)
+        if examples.num_rows < c.num_workers * c.micro_batch_size:
+            raise ValueError(f"distill: {examples.num_rows} training examples, fewer than one batch for "
+                             f"{c.num_workers} workers x micro_batch_size {c.micro_batch_size}")
+        log.info("[distill] %d examples; teacher grades %s", examples.num_rows,
+                 grade_counts(examples.column("grade").to_pylist()))
+        stats = train(c, self.grading, examples, workdir, export, seed=self.seed, heldout=heldout, k=self.k)
+        record = pa.table({"query_id": examples.column("query_id"), "doc_id": examples.column("doc_id"),
+                           "grade": examples.column("grade"),
+                           "n_tokens": pc.list_value_length(examples.column("input_ids")).cast(pa.int32())},
+                          schema=TRAIN_EXAMPLES)
+        return Trained(train_rows.num_rows, record, rejected,
+                       {"grade_counts": stats["grade_counts"], "balance": c.balance,
+                        "train": {k: v for k, v in stats.items() if k != "metrics"}})

@@ -15,8 +15,8 @@ from typing import Callable, Optional
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .schema import MAX_RECORD_CHARS, conform
-from .store import StageWriter
+from ..schema import MAX_RECORD_CHARS, conform
+from ..store import StageWriter
 
 log = logging.getLogger(__name__)
 RECORD_COLS = ("input_row", "query_id", "doc_id", "query", "title", "kind", "seed_doc_id", "source", "_raw")

@@ -8,10 +8,7 @@ a perfect or a zero score.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 import warnings as pywarnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,102 +18,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import qrels as trec
+from .. import qrels as trec
+from .inputs import check_label_columns
 
 GRADES = (0, 1, 2, 3)
 _Q, _D = "query_id", "doc_id"
 _EXAMPLES = 5
-
-
-# --------------------------------------------------------------------------- loading
-
-def load_reference(path: str | Path) -> pa.Table:
-    """Human judgments from a qrels file, or a Parquet/JSONL table with query_id, doc_id, grade."""
-    path = Path(path)
-    kind = trec.sniff_format(path)
-    if kind == "qrels":
-        return trec.read_qrels(path)
-    if kind == "run":
-        raise ValueError(f"{path} is a TREC run (6 fields per line), not judgments; pass it with --runs")
-    table = _read_table(path, kind)
-    missing = {_Q, _D, "grade"} - set(table.column_names)
-    if missing:
-        raise ValueError(f"{path}: reference lacks columns {sorted(missing)}; has {table.column_names}")
-    return table.select([_Q, _D, "grade"]).cast(trec.QRELS_SCHEMA)
-
-
-def load_labels(path: str | Path) -> pa.Table:
-    """A labels table from a stage output folder, a Parquet file/folder, JSONL, a qrels or a run file.
-
-    A stage folder's `rejected/` rows come back as status "failed" so they lower coverage; a qrels
-    file gives grades without expected_grade; a run file gives only `score` (a ranking source such
-    as BM25, for which grade metrics are not defined).
-    """
-    path = Path(path)
-    kind = trec.sniff_format(path)
-    if kind == "qrels":
-        t = trec.read_qrels(path)
-        table = t.append_column("model", pa.array([path.stem] * t.num_rows, pa.string()))
-    elif kind == "run":
-        table = _run_table(trec.read_run(path), path.stem)
-    elif path.is_dir() and (path / "data").is_dir():
-        table = _stage_table(path)
-    else:
-        table = _read_table(path, kind)
-    return _check_label_columns(table, path)
-
-
-def _read_table(path: Path, kind: str) -> pa.Table:
-    if kind == "jsonl":
-        return _read_jsonl(path)
-    import pyarrow.parquet as pq
-    return pq.read_table(path)
-
-
-def _read_jsonl(path: Path) -> pa.Table:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
-    if not rows:
-        raise ValueError(f"{path}: no rows")
-    return pa.Table.from_pylist(rows)
-
-
-def _run_table(run: trec.Run, name: str) -> pa.Table:
-    rows = [(q, d, s) for q, docs in run.items() for d, s in docs.items()]
-    return pa.table({_Q: [r[0] for r in rows], _D: [r[1] for r in rows],
-                     "score": pa.array([r[2] for r in rows], pa.float64()),
-                     "model": [name] * len(rows)})
-
-
-def _stage_table(folder: Path) -> pa.Table:
-    """Data rows as ok, rejected rows (key 'qid<TAB>docid') as failed, as the store writes them."""
-    import pyarrow.parquet as pq
-    data = pq.read_table(folder / "data")
-    data = data.append_column("status", pa.array(["ok"] * data.num_rows, pa.string()))
-    rejected_dir = folder / "rejected"
-    if not rejected_dir.is_dir() or not any(rejected_dir.glob("*.parquet")):
-        return data
-    rej = [r for r in pq.read_table(rejected_dir, columns=["key", "reason"]).to_pylist()
-           if r["key"] and "\t" in r["key"]]
-    failed = pa.table({
-        _Q: [r["key"].split("\t", 1)[0] for r in rej], _D: [r["key"].split("\t", 1)[1] for r in rej],
-        "grade": pa.array([None] * len(rej), pa.int8()), "status": ["failed"] * len(rej),
-        "error": [r["reason"] for r in rej]})
-    return pa.concat_tables([data, failed], promote_options="default")
-
-
-def _check_label_columns(table: pa.Table, where: Any) -> pa.Table:
-    missing = {_Q, _D} - set(table.column_names)
-    if missing or not {"grade", "score"} & set(table.column_names):
-        raise ValueError(f"{where}: labels need query_id, doc_id and grade (or score); "
-                         f"has {table.column_names}")
-    return table
 
 
 # --------------------------------------------------------------------------- alignment
@@ -178,7 +85,7 @@ def _predictions(predicted: pa.Table) -> tuple[pa.Table, str]:
     A row is labeled when its status is ok (or absent) and it has a grade; failed rows are kept
     only to be counted, never read as grade 0.
     """
-    _check_label_columns(predicted, "predicted labels")
+    check_label_columns(predicted, "predicted labels")
     t = _ids(predicted)
     n = t.num_rows
     has_grade = "grade" in t.column_names
@@ -512,115 +419,9 @@ def json_safe(obj):
     return obj
 
 
-def _parse_source(spec: str) -> tuple[str, Path]:
-    name, sep, path = spec.partition("=")
-    if sep and name and not Path(spec).exists():
-        return name, Path(path)
-    return Path(spec).stem or spec, Path(spec)
-
-
-def _read_structured(path: Path):
-    """JSON, JSONL or YAML, for prices and stage costs."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-        return yaml.safe_load(text)
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    return json.loads(text)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="labeler evaluate",
-        description="Agreement of model labels with human judgments; prints a summary and, as the "
-                    "last line, one JSON object.")
-    p.add_argument("--qrels", required=True, type=Path, help="human judgments: qrels, Parquet or JSONL")
-    p.add_argument("--labels", required=True, action="append", metavar="[NAME=]PATH",
-                   help="labels to score (stage folder, Parquet, qrels, or a run file for a score-only "
-                        "source such as BM25); repeat to compare sources")
-    p.add_argument("--runs", nargs="+", default=[], type=Path, metavar="RUNFILE",
-                   help="TREC runs whose system ranking is compared under human and model qrels")
-    p.add_argument("--metric", default="ndcg_cut_10", help="trec_eval measure for --runs")
-    p.add_argument("--relevance-level", type=int, default=1,
-                   help="lowest grade counted relevant by binary measures for --runs (trec_eval -l)")
-    p.add_argument("-k", "--k", type=int, default=10, help="cutoff of the NDCG of label-induced rankings")
-    p.add_argument("--strict", action="store_true", help="fail when a labeled pair is not in --qrels")
-    p.add_argument("--out", type=Path, help="write report.md, report.html, metrics.json and plots here")
-    p.add_argument("--prices", type=Path, help="JSON/YAML prices (gpu_hour, cpu_hour, input_per_1m_tokens, "
-                                               "output_per_1m_tokens, models: {name: {...}})")
-    p.add_argument("--stage-costs", type=Path, help="JSON/JSONL list of per-stage cost rows for the report")
-    p.add_argument("--run-dir", type=Path, help="a pipeline run folder: stage costs from its manifests")
-    return p
-
-
-def _summary_lines(rows: list[dict], k: int) -> list[str]:
-    cols = [("coverage", "cov"), ("accuracy", "acc"), ("mae", "mae"), ("cohen_kappa", "kappa"),
-            ("weighted_kappa", "wkappa"), ("krippendorff_alpha", "alpha"), ("pairwise_accuracy", "pairs"),
-            ("spearman", "rho"), ("kendall", "tau"), (f"ndcg@{k}", f"ndcg@{k}")]
-    width = max(len(r["source"]) for r in rows)
-    lines = [f"{'source':<{width}}  " + " ".join(f"{h:>7}" for _, h in cols)]
-    for r in rows:
-        vals = ["-" if r.get(c) is None else f"{r[c]:.3f}" for c, _ in cols]
-        lines.append(f"{r['source']:<{width}}  " + " ".join(f"{v:>7}" for v in vals))
-        lines += [f"  ! {w}" for w in r["warnings"]]
-    return lines
-
-
-def _evaluate(args: argparse.Namespace) -> dict:
-    reference = load_reference(args.qrels)
-    sources = {}
-    for spec in args.labels:
-        name, path = _parse_source(spec)
-        if name in sources:
-            raise ValueError(f"two label sources are named {name!r}; use NAME=PATH")
-        sources[name] = load_labels(path)
-    rows = compare(reference, sources, k=args.k, strict=args.strict)
-    print(f"reference: {args.qrels} ({reference.num_rows} judged pairs)")
-    print("\n".join(_summary_lines(rows, args.k)))
-    ranking = {}
-    if args.runs:
-        runs = {p.stem: trec.read_run(p) for p in args.runs}
-        for name, table in sources.items():
-            if "grade" in table.column_names:
-                ranking[name] = system_ranking_agreement(runs, reference, table, args.metric,
-                                                         relevance_level=args.relevance_level)
-                print(f"system ranking by {args.metric} ({len(runs)} runs): Kendall tau human vs "
-                      f"{name} = {ranking[name]['kendall_tau']}")
-    result = {**rows[0], "sources": rows, "system_ranking": ranking or None}
-    if args.out:
-        result["report"] = _write(args, reference, sources, rows, ranking)
-        print(f"report: {result['report']['html']}")
-    return result
-
-
-def _write(args, reference, sources, rows, ranking) -> dict:
-    from . import report
-
-    stage_costs = _read_structured(args.stage_costs) if args.stage_costs else None
-    if stage_costs is None and args.run_dir:
-        stage_costs = report.stage_costs_from_run(args.run_dir)
-    prices = _read_structured(args.prices) if args.prices else None
-    paths = report.write_report(args.out, {r["source"]: r for r in rows}, reference, sources,
-                                stage_costs=stage_costs, prices=prices, system_ranking=ranking or None)
-    return {k: str(v) for k, v in paths.items()}
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """`labeler evaluate ...`: exit 0 on success, 2 on bad input; the last stdout line is JSON either way."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["evaluate"]:
-        argv = argv[1:]
-    args = _parser().parse_args(argv)
-    try:
-        result = _evaluate(args)
-    except (ValueError, FileNotFoundError, IsADirectoryError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        print(json.dumps({"error": str(e)}, allow_nan=False))
-        return 2
-    print(json.dumps(json_safe(result), allow_nan=False))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def validation_agreement(reference: pa.Table, predicted: pa.Table, k: int = 10) -> dict:
+    """The headline agreement figures of a validation pass (a student's held-out teacher pairs), JSON-safe."""
+    m = agreement(reference, predicted, k=k)
+    keys = ["n_labeled", "accuracy", "mae", "cohen_kappa", "weighted_kappa", "spearman", "kendall",
+            "pairwise_accuracy", f"ndcg@{k}"]
+    return json_safe({key: m.get(key) for key in keys})

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import pyarrow as pa
 
-from . import evaluate
+from . import metrics as evaluate
 
 # Assumed list prices in USD; override any of them with `prices`. Token prices are for API models
 # and can be set per model under "models": {"gpt-x": {"input_per_1m_tokens": ..., ...}}.

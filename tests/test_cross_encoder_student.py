@@ -10,12 +10,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from labeler.config import CrossEncoderConfig, DistillConfig, EngineConfig, GradeConfig
-from labeler.rerank import (META_FILE, apply_calibration, build_groups, fit_calibration, is_cross_encoder, lce_loss,
-                            rerank, train_cross_encoder)
+from labeler.config import (
+    CrossEncoderConfig,
+    CrossEncoderStudentConfig,
+    EngineConfig,
+    GradeConfig,
+)
+from labeler.engines import export_backend
+from labeler.engines.cross_encoder_engine import META_FILE
+from labeler.engines.encoder_export import apply_calibration
+from labeler.rerank import rerank
+from labeler.students.calibration import fit_calibration
+from labeler.students.cross_encoder.data import build_groups
+from labeler.students.cross_encoder.losses import lce_loss
+from labeler.students.cross_encoder.training import train_cross_encoder
 from labeler.schema import JUDGMENTS
 
 from conftest import DEMO_DOCS
+
+
+def is_cross_encoder(path) -> bool:
+    return export_backend(path) == "cross_encoder"
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +60,10 @@ def _judgments(n_queries=8, per_query=6, split="train", failed_every=0) -> pa.Ta
     return pa.Table.from_pylist(rows, schema=JUDGMENTS)
 
 
-def _cfg(tiny_encoder, **ce) -> DistillConfig:
+def _cfg(tiny_encoder, **ce) -> CrossEncoderStudentConfig:
     base = dict(base_model=tiny_encoder, group_size=4, lr=2e-3, epochs=3, batch_groups=2, max_seq_len=96,
                 weight_decay=0.0)
-    return DistillConfig(kind="cross_encoder", num_workers=2, cross_encoder=CrossEncoderConfig(**{**base, **ce}))
+    return CrossEncoderStudentConfig(kind="cross_encoder", num_workers=2, cross_encoder=CrossEncoderConfig(**{**base, **ce}))
 
 
 def test_groups_reconcile_reject_with_reasons_and_never_use_failed_rows():
@@ -88,8 +103,8 @@ def test_title_groups_take_the_titled_document_as_positive_and_bm25_negatives(tm
     """Weak groups from titles: the positive is the document the title names, the negatives are
     other BM25 results (never the positive's passages); excluded documents and titles shared by
     several documents are never used; every sampled title is a group or a rejection."""
-    from labeler.mine import build_index
-    from labeler.rerank import title_groups
+    from labeler.mining import build_index
+    from labeler.students.cross_encoder.data import title_groups
 
     docs = [json.loads(line) for line in DEMO_DOCS.read_text().splitlines()]
     # Two documents with one title: neither may be a title query's positive.
@@ -129,7 +144,7 @@ def test_lce_loss_and_calibration_are_what_they_claim():
     assert list(out) == sorted(out) and 0 <= out[0] and out[-1] <= 3  # monotone, clipped to the scale
     assert out[0] == pytest.approx(0.0) and out[-1] == pytest.approx(3.0)
     # Calibration folds split by query, never inside one; too few held-out pairs: no folds.
-    from labeler.rerank import _query_folds
+    from labeler.students.calibration import query_folds as _query_folds
     folds = _query_folds(["a", "a", "b", "c", "c", "b"])
     assert list(folds) == [0, 0, 1, 0, 0, 1]
     assert _query_folds(["a", "a", "a"]) is None and _query_folds(["a", "b", "b"]) is None
@@ -138,8 +153,8 @@ def test_lce_loss_and_calibration_are_what_they_claim():
 @pytest.mark.slow
 def test_lce_trains_resumes_exports_labels_and_reranks(tiny_encoder, tmp_path, ray_local):
     from labeler.engines import make_engine
-    from labeler.grading import GradeWorker
     from labeler.qrels import read_run
+    from labeler.stages.grade_stream import GradeWorker
 
     train = _judgments(n_queries=8, per_query=6, failed_every=5)
     heldout = _judgments(n_queries=4, per_query=6, split="heldout")

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from .bm25 import DOCS_FILE, build_index as _build, index_text, is_built, open_index, unpack  # noqa: F401
 from .chunking import chunk_docs
 from .config import MineConfig
-from .corpus import KNOWN as META_COLS, doc_meta
+from .readers import KNOWN_META as META_COLS, doc_meta
 from .schema import PAIRS
 
 NEAR_DUP_JACCARD = 0.8

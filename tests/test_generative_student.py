@@ -6,12 +6,17 @@ import json
 
 import pyarrow as pa
 import pytest
-
-from labeler.config import DistillConfig, GradeConfig
-from labeler.distill import balance_examples, grade_counts, train, training_examples
-from labeler.schema import PAIRS
-
 from conftest import DEMO_DOCS
+
+from labeler.config import GenerativeStudentConfig as DistillConfig
+from labeler.config import GradeConfig
+from labeler.schema import PAIRS
+from labeler.students.generative import (
+    balance_examples,
+    grade_counts,
+    train,
+    training_examples,
+)
 
 
 def _examples(grades: list[int]) -> pa.Table:
@@ -85,3 +90,54 @@ def test_oversampled_training_validates_each_epoch_under_zero3(tiny_model, tmp_p
         assert h["val_agreement"]["n_labeled"] == 5
         assert h["val_agreement"]["accuracy"] is not None
     assert hist[0]["val_loss"] != hist[1]["val_loss"]  # the model changed between the epochs' validations
+
+
+def test_freeze_below_leaves_only_the_top_layers_trainable(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    from labeler.students.generative import freeze_below
+
+    m = AutoModelForCausalLM.from_pretrained(tiny_model)
+    freeze_below(m, 1)
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("model.layers.1.", "model.norm.")) for n in trainable)
+    with pytest.raises(ValueError, match="has 2 layers"):
+        freeze_below(m, 3)
+
+
+def _pairs(n=6, long_query=None) -> pa.Table:
+    docs = [json.loads(l) for l in DEMO_DOCS.read_text().splitlines()[:n]]
+    rows = [{"query_id": f"q{i % 3}", "query": ["vpn setup", "expense policy", "login outage"][i % 3],
+             "doc_id": d["doc_id"], "title": d["title"], "text": d["text"],
+             "doc_meta": json.dumps({"author": d["author"]}), "source": "bm25", "bm25_rank": i + 1,
+             "bm25_score": 1.0, "split": "heldout"} for i, d in enumerate(docs)]
+    if long_query:
+        rows.append({**rows[0], "query_id": "q-long", "query": long_query})
+    return pa.Table.from_pylist(rows, schema=PAIRS)
+
+
+def test_distill_trains_exports_and_loss_falls(tiny_model, tmp_path, ray_local):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from labeler.config import GenerativeStudentConfig as DistillConfig
+    from labeler.students.generative import train, training_examples
+
+    pairs = _pairs(8)
+    n = pairs.num_rows
+    judged = pairs
+    for name, col in [("grade", pa.array([i % 4 for i in range(n)], pa.int8())),
+                      ("grade_probs", pa.array([[0.7 if g == i % 4 else 0.1 for g in range(4)] for i in range(n)],
+                                               pa.list_(pa.float32())))]:
+        judged = judged.append_column(name, col)
+    grading = GradeConfig(max_doc_tokens=48)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    examples, rejected = training_examples(judged, tok, grading, max_seq_len=400)
+    assert examples.num_rows == 8 and not rejected
+    cfg = DistillConfig(base_model=tiny_model, num_workers=2, epochs=3, micro_batch_size=2, lr=3e-3,
+                        zero_stage=1, kl_weight=0.5)
+    stats = train(cfg, grading, examples, tmp_path / "ray", tmp_path / "student", seed=1)
+    losses = [h["train_loss"] for h in stats["history"]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "student")
+    assert model.config.num_hidden_layers == 2
+    assert (tmp_path / "student" / "tokenizer_config.json").is_file()

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-STAGES = ["corpus", "synthesize", "mine", "judge", "distill", "label", "evaluate"]  # labeler.pipeline.STAGES
+from ..stages import NAMES as STAGES
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import DEMO_DOCS, ROOT
 
 DOCS = [json.loads(line) for line in DEMO_DOCS.read_text().splitlines()]
@@ -51,7 +50,8 @@ def test_reading_prepare_and_resume_keys(tmp_path, tiny_model):
     """Without engines: every row is read with its location, bad ones get their reason, later
     duplicates are found by the keys-only scan, and finished keys are skipped."""
     from labeler.config import EngineConfig, GradeConfig
-    from labeler.label import PairsInput, PrepareWorker, read_corpus, row_keys, scan
+    from labeler.readers import PairsInput, read_corpus
+    from labeler.stages.grade_stream import PrepareWorker, row_keys, scan
 
     expected = _write_inputs(tmp_path / "pairs")
     src = PairsInput(str(tmp_path / "pairs"))
@@ -95,8 +95,7 @@ def test_prompt_token_ids_equal_the_whole_prompt(tiny_model):
     """The piecewise encoding gives exactly build_prompt's prompt tokenized whole, truncation included."""
     from transformers import AutoTokenizer
 
-    from labeler.grading import build_prompt
-    from labeler.label import PromptEncoder
+    from labeler.grading import PromptEncoder, build_prompt
     from labeler.prompts import doc_fields, load_template
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
@@ -118,8 +117,8 @@ def test_prompt_token_ids_equal_the_whole_prompt(tiny_model):
 def test_orphan_rejected_part_is_removed(tmp_path):
     """Killed between a batch's rejected part and its data part: the rejected part goes, so the
     batch is redone and its failures are counted once."""
-    from labeler.label import resume_keys, with_input_row
     from labeler.schema import LABELS
+    from labeler.stages.grade_stream import resume_keys, with_input_row
     from labeler.store import RunStore
 
     w = RunStore(tmp_path).writer("label", "fp", with_input_row(LABELS))
@@ -198,7 +197,7 @@ def test_label_killed_and_rerun_labels_every_pair_once(tiny_config, tmp_path):
 def test_scan_never_takes_a_hash_collision_for_a_duplicate(tmp_path, monkeypatch):
     """The pre-pass keeps 64-bit hashes of the keys; rows whose hashes repeat are compared by their
     real keys. With every hash equal, only the true duplicates are reported."""
-    import labeler.label as label_mod
+    import labeler.stages.grade_stream as label_mod
 
     rows = [{"query_id": f"q{i % 7}", "query": "x", "doc_id": f"d{i}", "text": "t"} for i in range(40)]
     rows[33] = dict(rows[3])  # the one duplicate: line 34 repeats line 4

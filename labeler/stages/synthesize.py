@@ -24,10 +24,11 @@ from typing import Optional
 import pyarrow as pa
 import yaml
 
-from .config import EngineConfig, SynthesizeConfig
-from .engines.base import call_engine
-from .prompts import _read, doc_fields, load_query_kinds, load_template, truncate_tokens
-from .schema import QUERIES
+from ..config import EngineConfig, SynthesizeConfig
+from ..engines.base import call_engine
+from ..prompts import _read, doc_fields, load_query_kinds, load_template, truncate_tokens
+from ..schema import QUERIES
+from .base import Stage
 
 _PREFIX = re.compile(r"^\s*(?:query\s*\d*\s*[:：-]|search\s*query\s*[:：-]|\d+[.)]\s+|[-*•]\s+)", re.I)
 _QUOTES = "\"'`“”‘’«»"
@@ -203,7 +204,7 @@ class SynthWorker:
     """Ray Data actor: one engine, writes one query per request row."""
 
     def __init__(self, cfg: SynthesizeConfig, seed: int = 0):
-        from .engines import make_engine
+        from ..engines import make_engine
 
         self.cfg = cfg
         self.seed = seed
@@ -316,7 +317,7 @@ class RoundTrip:
     def __init__(self, index_dir: Path, k: int):
         import pyarrow.parquet as pq
 
-        from .bm25 import DOCS_FILE, open_index
+        from ..bm25 import DOCS_FILE, open_index
 
         self.k = k
         self.index = open_index(index_dir)
@@ -378,3 +379,52 @@ def cost_usd(tokens: dict, engine: EngineConfig) -> float:
 
 __all__ = ["QUERIES", "plan_requests", "SynthWorker", "Deduper", "RoundTrip", "clean_query", "check_query",
            "wrong_language", "token_totals", "cost_usd"]
+
+
+def _section(cfg) -> dict:
+    from ..config import identity
+    from ..prompts import template_hash
+
+    c = cfg.synthesize
+    return {"synthesize": identity(c),
+            "templates": [template_hash(c.prompt), template_hash("query_kinds", ".yaml"),
+                          template_hash(c.few_shot, ".yaml") if c.few_shot else None]}
+
+
+def _run(ctx) -> dict:
+    import os
+
+    from ..chunking import chunk_docs
+    from ..mining import ensure_index
+    from ..raycluster import pool_args
+    from .runner import pending, run_actor_stage
+
+    ctx.ray_up()
+    c = ctx.cfg.synthesize
+    corpus = ctx.store.table("corpus")
+    requests = plan_requests(chunk_docs(corpus, c.chunk_tokens, c.chunk_overlap), c, ctx.cfg.seed)
+    w = ctx.writer("synthesize")
+    done = w.done_keys(lambda t: t.column("query_id").to_pylist())
+    prev = w.data()
+    dedupe = Deduper(set() if prev is None else set(zip(prev.column("query").to_pylist(),
+                                                         prev.column("query_id").to_pylist(),
+                                                         prev.column("seed_doc_id").to_pylist())),
+                     near_threshold=c.near_duplicate_jaccard)
+    round_trip = None
+    if c.round_trip_k:
+        index_dir, _ = ensure_index(ctx.store.root, ctx.fingerprint("corpus"), lambda: corpus,
+                                    c.round_trip_backend, c.chunk_tokens, c.chunk_overlap,
+                                    threads=os.cpu_count() or 1, log=lambda m: ctx.log(f"[synthesize] {m}"))
+        round_trip = RoundTrip(index_dir, c.round_trip_k)
+    todo = pending(requests, requests.column("query_id"), done)
+    run_actor_stage(w, todo, worker=SynthWorker, ctor_kwargs={"cfg": c, "seed": ctx.cfg.seed},
+                    pool=pool_args(c.engine), batch_size=c.engine.batch_size, total=requests.num_rows,
+                    on_ok=chain(round_trip, dedupe))
+    tokens = token_totals(w.data(), w.rejected())
+    return ctx.publish(w, "synthesize", requests.num_rows,
+                       extra={**tokens, "cost_usd": cost_usd(tokens, c.engine), "model": c.engine.model,
+                              "seed_docs": len(set(requests.column("seed_doc_id").to_pylist()))})
+
+
+STAGE = Stage("synthesize", ("corpus",), QUERIES, _section, _run,
+              help="an LLM writes the queries people would type to find sampled seed documents")

@@ -9,38 +9,32 @@ import gzip
 import hashlib
 import json
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .config import CorpusConfig
-from .schema import DOCS, rejected_row
-from .store import StageWriter
+from ..config import CorpusConfig
+from ..readers import KNOWN_META as KNOWN
+from ..readers import file_format
+from ..schema import DOCS, rejected_row
+from ..store import StageWriter
+from .base import Stage
 
-KNOWN = ("author", "space", "doc_type", "last_modified")
 BATCH = 2000
 
 
 def corpus_files(path: str) -> list[Path]:
     p = Path(path)
     if p.is_dir():
-        files = sorted(x for x in p.rglob("*") if x.is_file() and _fmt(x) is not None)
+        files = sorted(x for x in p.rglob("*") if x.is_file() and file_format(x) is not None)
         if not files:
-            raise FileNotFoundError(f"corpus folder {p} has no .jsonl, .jsonl.gz or .parquet files")
+            raise FileNotFoundError(f"corpus folder {p} has no JSONL (.jsonl, .json, .ndjson, optionally .gz) "
+                                    f"or .parquet files")
         return files
     if not p.is_file():
         raise FileNotFoundError(f"corpus {p} not found")
     return [p]
-
-
-def _fmt(p: Path) -> Optional[str]:
-    name = p.name.lower()
-    if name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
-        return "jsonl"
-    if name.endswith(".parquet"):
-        return "parquet"
-    return None
 
 
 def fingerprint(path: str) -> str:
@@ -93,7 +87,7 @@ def ingest(cfg: CorpusConfig, path: str, writer: StageWriter) -> int:
     docs: list[dict] = []
     rejected: list[dict] = []
     for f in corpus_files(path):
-        fmt = cfg.format if cfg.format != "auto" else _fmt(f)
+        fmt = cfg.format if cfg.format != "auto" else file_format(f)
         for loc, rec in _records(f, fmt):
             if cfg.limit and rows_in >= cfg.limit:
                 break
@@ -156,5 +150,19 @@ def _to_doc(cfg: CorpusConfig, rec: dict, loc: str):
     return doc, None
 
 
-def doc_meta(doc: dict) -> str:
-    return json.dumps({k: doc.get(k) for k in KNOWN if doc.get(k)}, ensure_ascii=False)
+def _section(cfg) -> dict:
+    from ..config import identity
+
+    # The path is not part of it: the content hash is (a corpus fetched elsewhere is the same corpus).
+    return {"corpus": {k: v for k, v in identity(cfg.corpus).items() if k != "path"}}
+
+
+def _run(ctx) -> dict:
+    w = ctx.writer("corpus", fresh=True)  # cheap to redo, so never half-resumed
+    n = ingest(ctx.cfg.corpus, ctx.cfg.resolve_path(ctx.cfg.corpus.path), w)
+    return ctx.publish(w, "corpus", n)
+
+
+STAGE = Stage("corpus", (), DOCS, _section, _run, uses_ray=False,
+              help="read the documents (JSONL/Parquet), rejecting bad records with reasons",
+              inputs=lambda cfg: fingerprint(cfg.resolve_path(cfg.corpus.path)))

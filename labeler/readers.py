@@ -1,0 +1,453 @@
+"""One reader for every table a command takes from files: pairs, documents and judgments, as JSONL
+(optionally gzipped) or Parquet, a file or a folder of them, local or at a URI (pyarrow.fs).
+
+Pairs are read with error rows: a broken JSON line, invalid UTF-8 or a field of the wrong type is a
+row with its reason (`_reason`, `_detail`) and where it came from (`input_row`: "file:line" for
+JSONL, "file[row]" for Parquet), never an exception and never a coercion. Files are streamed in
+blocks, so the driver never holds a large input whole.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import pyarrow as pa
+
+from .schema import MAX_RECORD_CHARS
+
+INPUT_ROW = pa.field("input_row", pa.string())
+# What a pairs file may carry, in the types the stages use; other fields are ignored.
+RAW = pa.schema([
+    ("query_id", pa.string()), ("query", pa.string()), ("doc_id", pa.string()), ("title", pa.string()),
+    ("text", pa.string()), ("doc_meta", pa.string()), ("source", pa.string()), ("split", pa.string()),
+    ("bm25_rank", pa.int32()), ("bm25_score", pa.float32()),
+])
+CONTROL = [INPUT_ROW, pa.field("_reason", pa.string()), pa.field("_detail", pa.string()),
+           pa.field("_record", pa.string())]
+STREAM = pa.schema(list(RAW) + CONTROL)
+REQUIRED = ("query_id", "query", "doc_id", "text")
+JSONL = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
+PARQUET = (".parquet",)
+ROWS_PER_BLOCK = 4096
+HASH_UP_TO = 1 << 30  # bytes: bigger files (and files at a URI) are fingerprinted by size and mtime
+
+
+def with_input_row(schema: pa.Schema) -> pa.Schema:
+    """A graded stage's schema plus where each row came from (the standalone export)."""
+    return schema if INPUT_ROW.name in schema.names else schema.append(INPUT_ROW)
+
+
+
+@dataclass
+class PairsInput:
+    """Pairs files: a JSONL or Parquet file, or a folder of them, local or at a URI (pyarrow.fs)."""
+
+    path: str
+
+    def __post_init__(self):
+        import pyarrow.fs as pafs
+
+        if "://" in self.path:
+            self.fs, root = pafs.FileSystem.from_uri(self.path)
+        else:
+            self.fs, root = pafs.LocalFileSystem(), str(Path(self.path).expanduser().resolve())
+        info = self.fs.get_file_info(root)
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"pairs {self.path} not found")
+        if info.type == pafs.FileType.Directory:
+            sel = pafs.FileSelector(root, recursive=True)
+            files = [f.path for f in self.fs.get_file_info(sel) if f.is_file and file_format(f.path)
+                     and not any(p.startswith((".", "_")) for p in f.path[len(root):].split("/") if p)]
+            self.root = root
+        else:
+            files, self.root = [root], root.rsplit("/", 1)[0]
+        self.files = sorted(files)
+        if not self.files:
+            raise FileNotFoundError(f"pairs {self.path}: no {'/'.join(JSONL + PARQUET)} files")
+
+    def name(self, path: str) -> str:
+        return path[len(self.root):].lstrip("/")
+
+    def fingerprint(self, hash_up_to: int = HASH_UP_TO) -> dict:
+        """What each file holds, for deciding what an earlier run's rows still stand for: size,
+        modification time, and (local files up to `hash_up_to` bytes) a SHA-256 of the content."""
+        out = {}
+        for path in self.files:
+            info = self.fs.get_file_info(path)
+            entry = {"size": info.size, "mtime_ns": info.mtime_ns}
+            if isinstance(self.fs, _local_fs()) and info.size is not None and info.size <= hash_up_to:
+                entry["sha256"], entry["ends_newline"] = _file_hash(path)
+            out[self.name(path)] = entry
+        return out
+
+    def unchanged_rows(self, before: dict) -> dict[str, Optional[int]]:
+        """Files whose rows from a run over `before` (an earlier fingerprint) still hold: file name
+        -> None (the file is as it was) or the byte size it had (a JSONL file that only grew: its
+        first lines are the old ones). Other files are read anew."""
+        now = self.fingerprint()
+        keep: dict[str, Optional[int]] = {}
+        for name, new in now.items():
+            old = before.get(name)
+            if not old or not old.get("sha256") or not new.get("sha256"):
+                if old and old == new:  # no hash (remote or huge): size and mtime must both match
+                    keep[name] = None
+                continue
+            if old["sha256"] == new["sha256"]:
+                keep[name] = None
+            elif (file_format(name) == "jsonl" and not name.lower().endswith(".gz") and old.get("ends_newline")
+                  and new["size"] > old["size"]
+                  and _file_hash(self.root + "/" + name, limit=old["size"])[0] == old["sha256"]):
+                keep[name] = old["size"]
+        return keep
+
+    def check_columns(self, have_corpus: bool) -> None:
+        """A clear error up front when the first file lacks a required column (later rows that
+        lack one are rejected one by one)."""
+        cols = None
+        for first in self.files:  # the first file with a row (empty part files are common)
+            if file_format(first) == "parquet":
+                import pyarrow.parquet as pq
+
+                with self.fs.open_input_file(first) as f:
+                    meta = pq.ParquetFile(f)
+                    if meta.metadata.num_rows:
+                        cols = meta.schema_arrow.names
+                        break
+                continue
+            with self.fs.open_input_stream(first, compression="detect") as f:
+                for line in f.read(1 << 20).split(b"\n"):
+                    if not line.strip():
+                        continue
+                    try:  # a JSON line has only the keys it has: the first good line's
+                        obj = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(obj, dict):
+                        cols = list(obj)
+                        break
+            if cols is not None:
+                break
+        if cols is None:
+            return  # no file has a readable row: nothing to check, each bad line is its own row
+        need = [c for c in REQUIRED if not (c == "text" and have_corpus)]
+        missing = [c for c in need if c not in cols]
+        if missing:
+            raise ValueError(f"{self.path}: pairs lack required columns {missing} (have {cols}"
+                             f"{'' if have_corpus else '; give --corpus to join the text by doc_id'})")
+
+    def blocks(self, columns: Optional[list[str]] = None) -> Iterator[pa.Table]:
+        """Every row in file order, in the driver (the keys-only pre-pass)."""
+        for p in self.files:
+            yield from _file_blocks(self.fs, p, self.name(p), columns)
+
+    def dataset(self, rows_per_block: int = ROWS_PER_BLOCK):
+        """The same rows as a Ray Data dataset, read by parallel streaming tasks.
+
+        Blocks of one engine batch: Ray Data merges a task's outputs into one block, so the read
+        block size sets how many rows each written part (the unit of resumption) holds.
+        """
+        import ray
+
+        # A read task's default of one CPU would wait forever beside an engine pool on 2 cores.
+        return ray.data.read_datasource(_datasource(self.files, self.fs, self.root, rows_per_block), num_cpus=0.25)
+
+
+def _local_fs():
+    import pyarrow.fs as pafs
+    return pafs.LocalFileSystem
+
+
+def _file_hash(path: str, limit: Optional[int] = None) -> tuple[str, bool]:
+    """SHA-256 of a file's first `limit` bytes (all by default) and whether they end with a newline."""
+    import hashlib
+
+    h, last, left = hashlib.sha256(), b"", limit
+    with open(path, "rb") as f:
+        while left is None or left > 0:
+            chunk = f.read(1 << 22 if left is None else min(1 << 22, left))
+            if not chunk:
+                break
+            h.update(chunk)
+            last = chunk[-1:]
+            if left is not None:
+                left -= len(chunk)
+    return h.hexdigest(), last == b"\n"
+
+
+def input_file(loc: Optional[str]) -> Optional[str]:
+    """The file name of an `input_row` ("a.jsonl:12" or "b.parquet[3]")."""
+    if not loc:
+        return None
+    if loc.endswith("]") and "[" in loc:
+        return loc.rsplit("[", 1)[0]
+    return loc.rsplit(":", 1)[0]
+
+
+def file_format(path) -> Optional[str]:
+    """"jsonl" or "parquet" by the file's suffix (the same list for every input), else None."""
+    p = str(path).lower()
+    return "jsonl" if p.endswith(JSONL) else "parquet" if p.endswith(PARQUET) else None
+
+
+
+
+def _datasource(files, fs, root, rows_per_block: int):
+    from ray.data.datasource import FileBasedDatasource
+
+    class PairsDatasource(FileBasedDatasource):
+        """Streams each file in blocks; bad lines become rows with a reason, never an exception."""
+
+        def _open_input_source(self, filesystem, path, **open_args):
+            if file_format(path) == "parquet":  # needs random access
+                return filesystem.open_input_file(path)
+            return super()._open_input_source(filesystem, path, **open_args)
+
+        def _read_stream(self, f, path):
+            name = path[len(root):].lstrip("/") if path.startswith(root) else path
+            if file_format(path) == "jsonl":
+                yield from _jsonl_blocks(f, name, rows=rows_per_block)
+            else:
+                yield from _parquet_blocks(f, name, None, rows=rows_per_block)
+
+    return PairsDatasource(files, filesystem=fs)
+
+
+def _file_blocks(fs, path, name, columns):
+    if file_format(path) == "parquet":
+        with fs.open_input_file(path) as f:
+            yield from _parquet_blocks(f, name, columns)
+    else:
+        with fs.open_input_stream(path, compression="detect") as f:
+            yield from _jsonl_blocks(f, name)
+
+
+def _jsonl_blocks(f, name: str, rows: int = ROWS_PER_BLOCK) -> Iterator[pa.Table]:
+    lines, nums, carry, lineno = [], [], b"", 0
+    while True:
+        chunk = f.read(1 << 22)
+        if not chunk:
+            break
+        parts = (carry + chunk).split(b"\n")
+        carry = parts.pop()
+        for raw in parts:
+            lineno += 1
+            if raw.strip():
+                lines.append(raw)
+                nums.append(lineno)
+        while len(lines) >= rows:
+            yield _parse_lines(lines[:rows], nums[:rows], name)
+            lines, nums = lines[rows:], nums[rows:]
+    if carry.strip():
+        lines.append(carry)
+        nums.append(lineno + 1)
+    for i in range(0, len(lines), rows):
+        yield _parse_lines(lines[i:i + rows], nums[i:i + rows], name)
+
+
+def _parse_lines(lines: list[bytes], nums: list[int], name: str) -> pa.Table:
+    """Arrow's JSON reader for the block; line by line only when the block has a bad line."""
+    import pyarrow.json as pj
+
+    locs = [f"{name}:{n}" for n in nums]
+    try:
+        data = b"\n".join(lines)
+        t = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1),
+                         parse_options=pj.ParseOptions(explicit_schema=RAW, unexpected_field_behavior="ignore"))
+        if t.num_rows == len(lines):
+            return _stream_table(t, locs)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        pass
+    rows = []
+    for raw, loc in zip(lines, locs):
+        try:
+            s = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            rows.append(_bad(loc, "bad_encoding", f"{loc}: not UTF-8 ({e.reason} at byte {e.start})",
+                             raw.decode("utf-8", "replace")))
+            continue
+        try:
+            obj = json.loads(s)
+        except ValueError as e:
+            rows.append(_bad(loc, "bad_json", f"{loc}: not valid JSON ({getattr(e, 'msg', e)})", s))
+            continue
+        if not isinstance(obj, dict):
+            rows.append(_bad(loc, "bad_json", f"{loc}: not a JSON object", s))
+            continue
+        row = {"input_row": loc}
+        for fld in RAW:
+            v = obj.get(fld.name)
+            if v is None:
+                row[fld.name] = None
+                continue
+            v, wrong = _strict(fld, v)
+            if wrong:
+                row = _bad(loc, "bad_type", f"{loc}: field {fld.name!r} {wrong}", s)
+                break
+            if isinstance(v, str):
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
+                    row = _bad(loc, "bad_encoding", f"{loc}: field {fld.name!r} is not valid Unicode", s)
+                    break
+            row[fld.name] = v
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=STREAM)
+
+
+# Ids may be integers (written as their decimal string); every other text field must be a string.
+ID_FIELDS = ("query_id", "doc_id")
+
+
+def _strict(fld: pa.Field, v):
+    """(value in the field's type, None) or (None, what is wrong with it): never a coercion that
+    would turn a number or a list into text that gets graded."""
+    if pa.types.is_string(fld.type):
+        if isinstance(v, str):
+            return v, None
+        if fld.name in ID_FIELDS and isinstance(v, int) and not isinstance(v, bool):
+            return str(v), None
+        return None, f"must be a string{' or an integer' if fld.name in ID_FIELDS else ''}, got {_json_type(v)}"
+    if isinstance(v, bool):
+        return None, f"must be a number, got {_json_type(v)}"
+    if pa.types.is_integer(fld.type):
+        if isinstance(v, int) or isinstance(v, float) and v.is_integer():
+            return int(v), None
+        return None, f"must be an integer, got {_json_type(v)}"
+    if isinstance(v, (int, float)):
+        return float(v), None
+    return None, f"must be a number, got {_json_type(v)}"
+
+
+def _json_type(v) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+            dict: "an object"}.get(type(v), type(v).__name__)
+
+
+def _bad(loc: str, reason: str, detail: str, record: str) -> dict:
+    return {"input_row": loc, "_reason": reason, "_detail": detail, "_record": record[:MAX_RECORD_CHARS]}
+
+
+def _parquet_blocks(f, name: str, columns, rows: int = ROWS_PER_BLOCK) -> Iterator[pa.Table]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(f)
+    have = pf.schema_arrow.names
+    cols = [c for c in (columns or RAW.names) if c in have]
+    offset = 0
+    for rb in pf.iter_batches(batch_size=rows, columns=cols):
+        t = pa.Table.from_batches([rb])
+        yield _stream_table(t, [f"{name}[{i}]" for i in range(offset, offset + t.num_rows)])
+        offset += t.num_rows
+
+
+def _stream_table(t: pa.Table, locs: list[str]) -> pa.Table:
+    """`t` in the STREAM schema; a string column with invalid UTF-8 rejects just its bad rows."""
+    n = t.num_rows
+    reason: list = [None] * n
+    detail: list = [None] * n
+    cols = {}
+    for fld in RAW:
+        if fld.name not in t.column_names:
+            cols[fld.name] = pa.nulls(n, fld.type)
+            continue
+        col = t.column(fld.name)
+        if not _castable(col.type, fld):  # a float `text`, a list `query`: bad_type, never stringified
+            for i in range(n):
+                if col[i].is_valid and reason[i] is None:
+                    reason[i], detail[i] = "bad_type", f"{locs[i]}: field {fld.name!r} must be {_arrow_need(fld)}, got {col.type}"
+            cols[fld.name] = pa.nulls(n, fld.type)
+            continue
+        try:
+            cols[fld.name] = col.cast(fld.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values = []
+            for i, v in enumerate(col.to_pylist()):
+                if isinstance(v, bytes):
+                    try:
+                        v = v.decode("utf-8")
+                    except UnicodeDecodeError:
+                        reason[i], detail[i], v = "bad_encoding", f"{locs[i]}: field {fld.name!r} is not UTF-8", None
+                try:
+                    values.append(None if v is None else pa.scalar(v).cast(fld.type).as_py())
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    values.append(None)
+            cols[fld.name] = pa.array(values, fld.type)
+    cols["input_row"] = pa.array(locs, pa.string())
+    cols["_reason"] = pa.array(reason, pa.string())
+    cols["_detail"] = pa.array(detail, pa.string())
+    cols["_record"] = pa.nulls(n, pa.string())
+    return pa.table(cols, schema=STREAM)
+
+
+def _castable(t: pa.DataType, fld: pa.Field) -> bool:
+    """Which Parquet column types a field takes as they are (binary: checked as UTF-8 row by row)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_null(t):
+        return True
+    if pa.types.is_string(fld.type):
+        return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+                or pa.types.is_large_binary(t) or fld.name in ID_FIELDS and pa.types.is_integer(t))
+    if pa.types.is_integer(fld.type):
+        return pa.types.is_integer(t)
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _arrow_need(fld: pa.Field) -> str:
+    if pa.types.is_string(fld.type):
+        return "a string column" + (" or an integer one" if fld.name in ID_FIELDS else "")
+    return "an integer column" if pa.types.is_integer(fld.type) else "a numeric column"
+
+
+def table_stream(pairs: pa.Table) -> pa.Table:
+    """An in-run pairs table in the STREAM schema (no file, so no input_row)."""
+    cols = {f.name: (pairs.column(f.name).cast(f.type) if f.name in pairs.column_names else pa.nulls(pairs.num_rows, f.type))
+            for f in STREAM}
+    return pa.table(cols, schema=STREAM)
+
+
+
+def read_corpus(path: str) -> pa.Table:
+    """doc_id, title, text, doc_meta of a docs JSONL/Parquet file or folder, or of a finished
+    run's corpus stage (a run folder or its corpus/ folder)."""
+    from .store import MANIFEST, read_parts
+
+    p = Path(path)
+    for stage in (p, p / "corpus"):
+        if (stage / MANIFEST).is_file() and (stage / "data").is_dir():
+            t = read_parts(stage / "data")
+            break
+    else:
+        src = PairsInput(path)
+        parts = []
+        for f in src.files:
+            if file_format(f) == "parquet":
+                import pyarrow.parquet as pq
+                parts.append(pq.read_table(f, filesystem=src.fs))
+            else:
+                import pyarrow.json as pj
+                with src.fs.open_input_stream(f, compression="detect") as fh:
+                    try:
+                        parts.append(pj.read_json(fh))
+                    except pa.ArrowInvalid as e:
+                        raise ValueError(f"corpus {f}: not readable as JSON lines ({e})") from None
+        t = pa.concat_tables(parts, promote_options="permissive")
+    if "doc_id" not in t.column_names or "text" not in t.column_names:
+        raise ValueError(f"corpus {path}: needs doc_id and text columns (has {t.column_names})")
+    meta_cols = [c for c in ("author", "space", "doc_type", "last_modified") if c in t.column_names]
+    meta = [doc_meta({c: (None if v is None else str(v)) for c, v in zip(meta_cols, vals)})
+            for vals in zip(*(t.column(c).to_pylist() for c in meta_cols))] if meta_cols else None
+    return pa.table({"doc_id": t.column("doc_id").cast(pa.string()), "text": t.column("text").cast(pa.string()),
+                     "title": t.column("title").cast(pa.string()) if "title" in t.column_names else pa.nulls(t.num_rows, pa.string()),
+                     "doc_meta": pa.array(meta, pa.string()) if meta is not None else pa.nulls(t.num_rows, pa.string())})
+
+
+KNOWN_META = ("author", "space", "doc_type", "last_modified")
+
+
+def doc_meta(doc: dict) -> str:
+    """The JSON of a document's known metadata fields (what grading prompts show)."""
+    return json.dumps({k: doc.get(k) for k in KNOWN_META if doc.get(k)}, ensure_ascii=False)

@@ -1,0 +1,30 @@
+"""A pipeline stage as a small object: its name, the stages it reads, its output schema, the config
+it depends on (its fingerprint) and its run step. labeler.pipeline fingerprints, skips and
+publishes; the stage list (labeler.stages.STAGES) serves the pipeline, the command line, job
+submission and remote runs alike.
+
+A run step gets the pipeline as its context (`ctx`): `ctx.cfg`, `ctx.store` (upstream tables),
+`ctx.writer(...)`, `ctx.publish(...)`, `ctx.ray_up()`, `ctx.log(...)`, and returns the manifest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    upstream: tuple[str, ...]
+    schema: pa.Schema
+    # The config this stage's output depends on, as JSON-able data (engines without their runtime
+    # knobs, template hashes): a change here redoes the stage and every stage after it.
+    section: Callable[[object], dict]
+    run: Callable[[object], dict]
+    # Ray is started only for stages that need it (corpus ingestion and evaluation do not).
+    uses_ray: bool = True
+    help: str = ""
+    # What the stage reads that no upstream stage fingerprints (the corpus files' content).
+    inputs: Optional[Callable[[object], str]] = None

@@ -1,0 +1,52 @@
+"""The distill stage: the student of `distill.kind` (labeler.students) trained on the teacher's
+judgments of the train split, validated on the held-out split, exported for the label stage."""
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.compute as pc
+
+from ..schema import TRAIN_EXAMPLES
+from .base import Stage
+
+
+def student_dir(ctx):
+    return ctx.store.path("distill") / "artifacts" / "model"
+
+
+def _section(cfg) -> dict:
+    from ..config import identity
+    from ..prompts import template_hash
+
+    return {"distill": identity(cfg.distill), "grading": identity(cfg.judge.grading),
+            "template": template_hash(cfg.judge.grading.prompt)}
+
+
+def _run(ctx) -> dict:
+    from ..students import TrainingData, make_student
+    from .mine import mine_index
+
+    ctx.ray_up()
+    c = ctx.cfg
+    student = make_student(c.distill, c.judge.grading, seed=c.seed, k=c.evaluate.k)
+    j = ctx.store.table("judge")
+    split = lambda s: j.filter(pc.equal(j.column("split"), s))  # noqa: E731
+    data = TrainingData(train=split("train"), heldout=split("heldout"))
+    if student.needs_index:
+        data.index_dir, _ = mine_index(ctx)
+        mined = ctx.store.table("mine", columns=["doc_id", "split"])
+        data.heldout_docs = frozenset(mined.filter(pc.equal(mined.column("split"), "heldout")).column("doc_id").to_pylist())
+    w = ctx.writer("distill")
+    trained = student.train(data, w.work / "ray_train", w.artifacts / "model")
+    # The record of what the student saw; a resumed attempt rewrites it whole.
+    for f in [*(w.work / "data").glob("part-*"), *(w.work / "rejected").glob("part-*")]:
+        f.unlink()
+    w.write(trained.record)
+    w.reject(trained.rejected)
+    shutil.rmtree(w.work / "ray_train", ignore_errors=True)
+    return ctx.publish(w, "distill", trained.rows_in,
+                       extra={"model_dir": str(student_dir(ctx)), **trained.extra})
+
+
+STAGE = Stage("distill", ("judge",), TRAIN_EXAMPLES, _section, _run,
+              help="train the student (distill.kind) on the teacher's grades: Ray Train (+ DeepSpeed)")
