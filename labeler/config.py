@@ -381,7 +381,17 @@ class Config(_Strict):
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _format_errors(path: str, err: ValidationError) -> str:
+def _from_overrides(loc: list, overrides: Optional[dict]) -> bool:
+    """Whether an error's key path is one a --set override gave (not the YAML file)."""
+    node = overrides
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _format_errors(path: str, err: ValidationError, overrides: Optional[dict] = None) -> str:
     lines = [f"{path}: invalid config ({err.error_count()} error{'s' if err.error_count() > 1 else ''})"]
     kinds = STUDENT_KINDS
     for e in err.errors():
@@ -389,6 +399,8 @@ def _format_errors(path: str, err: ValidationError) -> str:
         if loc[:1] == ["distill"] and len(loc) > 1 and loc[1] in kinds:
             kind = loc.pop(1)  # pydantic names the union member: say it as the kind instead
         key = ".".join(str(x) for x in loc) or "(top level)"
+        if overrides and _from_overrides(list(e["loc"]), overrides):
+            key = f"--set {key}"  # the command line's override, not the file
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = ("unknown key (not part of the config schema; check its spelling and section)" if kind is None
@@ -403,13 +415,14 @@ def _format_errors(path: str, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: Any, source: str = "<config>", base_dir: Optional[str] = None) -> Config:
+def parse_config(data: Any, source: str = "<config>", base_dir: Optional[str] = None,
+                 overrides: Optional[dict] = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_errors(source, e)) from None
+        raise ConfigError(_format_errors(source, e, overrides)) from None
     cfg.base_dir = base_dir
     return cfg
 
@@ -428,7 +441,7 @@ def load_config(path: str | Path, overrides: Optional[dict] = None) -> Config:
         data = merge_dicts(data or {}, overrides)
     # Configs live in <project>/configs/, and paths in them are relative to the project.
     base = path.resolve().parent.parent if path.resolve().parent.name == "configs" else path.resolve().parent
-    return parse_config(data, str(path), str(base))
+    return parse_config(data, str(path), str(base), overrides)
 
 
 def merge_dicts(base: dict, over: dict) -> dict:

@@ -6,7 +6,7 @@ skipped judgment changes every metric computed downstream.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Mapping, Optional
 
 import pyarrow as pa
 
@@ -38,7 +38,7 @@ def _int(value: str, what: str, where: str) -> int:
 CONFLICT_POLICIES = ("max", "min", "first", "error")
 
 
-def read_qrels(path: str | Path, on_conflict: str = "max") -> pa.Table:
+def read_qrels(path: str | Path, on_conflict: str = "max", grades: Optional[Iterable[int]] = None) -> pa.Table:
     """Read `qid iter docid grade` lines into (query_id, doc_id, grade).
 
     A pair judged twice with the same grade is kept once. Real judgment sets also judge some
@@ -50,6 +50,7 @@ def read_qrels(path: str | Path, on_conflict: str = "max") -> pa.Table:
     if on_conflict not in CONFLICT_POLICIES:
         raise ValueError(f"on_conflict must be one of {CONFLICT_POLICIES}, got {on_conflict!r}")
     path = Path(path)
+    allowed = None if grades is None else set(grades)
     seen: dict[tuple[str, str], tuple[int, int]] = {}
     conflicts = 0
     for lineno, fields in _lines(path):
@@ -61,6 +62,8 @@ def read_qrels(path: str | Path, on_conflict: str = "max") -> pa.Table:
         grade = _int(grade_s, "grade", where)
         if not -128 <= grade <= 127:
             raise ValueError(f"{where}: grade {grade} is out of range")
+        if allowed is not None and grade not in allowed:
+            raise ValueError(f"{where}: grade {grade} is not one of {', '.join(map(str, sorted(allowed)))}")
         key = (qid, docid)
         if key in seen and seen[key][0] != grade:
             if on_conflict == "error":

@@ -42,8 +42,13 @@ class RayHead:
         self.dashboard_port = free_port() if dashboard else None
         self.temp_dir = tempfile.mkdtemp(prefix="lbr-", dir="/tmp")  # short: unix socket paths are limited
         self.gcs_address = f"{node_ip()}:{self.port}"
+        # Its own agent ports too: the dashboard agent's HTTP port defaults to 52365 for every Ray on
+        # the machine, and a head whose agent finds it taken (by any other Ray instance running
+        # beside the tests) never serves the Jobs API ("No available agent to submit job").
         cmd = [str(VENV_BIN / "ray"), "start", "--head", "--block", f"--port={self.port}", f"--num-cpus={num_cpus}",
                f"--temp-dir={self.temp_dir}", f"--object-store-memory={object_store_memory}",
+               f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+               f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
                "--disable-usage-stats"]
         if dashboard:
             cmd += ["--include-dashboard=true", "--dashboard-host=127.0.0.1",

@@ -220,3 +220,36 @@ def test_progress_rate_starts_when_the_engines_answer():
     rate = float(line.split("rows/s")[0].split()[-1])
     assert rate == pytest.approx(10, rel=0.05)  # not 110 rows over 130 s
     assert "ETA 1m29s" in line or "ETA 1m30s" in line
+
+
+def test_smaller_findings_of_the_reliability_review(tmp_path, capsys):
+    """A bad reference grade names its file:line (not a label source); one source with nothing in
+    common with the reference does not abort the others; the report shows failed and missing
+    counts; a --set typo is the command line's, not the YAML file's; `submit` is in --help."""
+    from labeler.cli import build_parser
+    from labeler.cli.evaluate import main as evaluate
+    from labeler.config import ConfigError, dotted_override, load_config
+
+    ref = tmp_path / "ref.qrels"
+    ref.write_text("q1 0 a 1\nq1 0 b 5\n")
+    labels = tmp_path / "l.qrels"
+    labels.write_text("q1 0 a 1\n")
+    assert evaluate(["--qrels", str(ref), "--labels", str(labels)]) == 2
+    err = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
+    assert f"{ref}:2: grade 5 is not one of 0, 1, 2, 3" in err and "source" not in err
+
+    ref.write_text("q1 0 a 1\nq1 0 b 0\nq2 0 c 2\n")
+    other = tmp_path / "other.qrels"
+    other.write_text("q9 0 z 1\n")
+    rc = evaluate(["--qrels", str(ref), "--labels", f"good={labels}", "--labels", f"bad={other}",
+                   "--out", str(tmp_path / "rep")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    last = json.loads(out.strip().splitlines()[-1])
+    assert [s["source"] for s in last["sources"]] == ["good", "bad"] and "no pair" in last["sources"][1]["error"]
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "failed" in html and "missing" in html and "not compared" in html
+
+    with pytest.raises(ConfigError, match=r"--set mine.negatives_per_qeury: unknown key"):
+        load_config(ROOT / "configs" / "demo.yaml", dotted_override("mine.negatives_per_qeury=3"))
+    assert "submit" in build_parser().format_help()

@@ -87,8 +87,8 @@ def test_markdown_has_tables_plots_and_costs(report):
     assert "| 2 | 0 | 1 | 1 | 0 |" in md
     assert "| judge | api-llm | 1,000 |" in md and "| 307.50 |" in md and "| 15.00 |" in md
     assert "System ranking agreement" in md
-    # the score-only source is in the table, with dashes for grade metrics
-    assert re.search(r"\| bm25 \| 1\.000 \| 6 \| – \| – \|", md)
+    # the score-only source is in the table (with its failed and missing counts), dashes for grade metrics
+    assert re.search(r"\| bm25 \| 1\.000 \| 6 \| 0 \| 0 \| – \| – \|", md)
 
 
 def test_metrics_json_is_strict_json(report):

@@ -48,10 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--until", choices=STAGE_CMDS, help="stop after this stage")
     for stage in STAGE_CMDS:
-        if stage in ("judge", "label", "evaluate"):
+        if stage in ("judge", "label", "evaluate", "distill"):
             continue
         p = sub.add_parser(stage, help=f"run the pipeline up to and including {stage}: {BY_NAME[stage].help}")
         _common(p)
+    p = sub.add_parser("distill", help="train the student: the pipeline's stage, or --judgments PATH standalone")
+    _common(p)
+    p.add_argument("--judgments", help="train from these judgments instead of a run's: a judge export, the "
+                                       "teacher fixture folder, TREC qrels (with --queries and --corpus), or a "
+                                       "folder with queries.jsonl, docs.jsonl and qrels.txt")
+    p.add_argument("--queries", help="with qrels: the queries (JSONL/Parquet with query_id or qid, and query)")
+    p.add_argument("--corpus", help="documents (JSONL/Parquet, or a run folder) to join the text by doc_id")
+    p.add_argument("--calibrate-on", metavar="JUDGMENTS",
+                   help="fit an encoder student's score -> grade map on these (human) judgments, same formats")
     p = sub.add_parser("judge", help="teacher-grade pairs: the pipeline's stage, or --pairs FILE standalone")
     _common(p)
     _pairs_args(p)
@@ -186,6 +195,12 @@ def _dispatch(args) -> int:
         from .grade import standalone
 
         return standalone(args, cfg, out)
+    if args.cmd == "distill" and (args.judgments or args.calibrate_on):
+        if not args.judgments:
+            raise ValueError("--calibrate-on goes with --judgments (a pipeline run calibrates on its held-out pairs)")
+        from .distill import standalone_distill
+
+        return standalone_distill(args, cfg, out)
     from ..pipeline import Pipeline
 
     pipe = Pipeline(cfg, out, force=args.force)

@@ -64,7 +64,9 @@ def _summary_lines(rows: list[dict], k: int) -> list[str]:
     for r in rows:
         vals = ["-" if r.get(c) is None else f"{r[c]:.3f}" for c, _ in cols]
         lines.append(f"{r['source']:<{width}}  " + " ".join(f"{v:>7}" for v in vals))
-        lines += [f"  ! {w}" for w in r["warnings"]]
+        lines += [f"  ! {w}" for w in r.get("warnings", [])]
+        if r.get("error"):
+            lines.append(f"  ! not compared: {r['error']}")
     return lines
 
 
@@ -83,12 +85,13 @@ def _evaluate(args: argparse.Namespace) -> dict:
     if args.runs:
         runs = {p.stem: trec.read_run(p) for p in args.runs}
         for name, table in sources.items():
-            if "grade" in table.column_names:
+            if "grade" in table.column_names and not next(r for r in rows if r["source"] == name).get("error"):
                 ranking[name] = system_ranking_agreement(runs, reference, table, args.metric,
                                                          relevance_level=args.relevance_level)
                 print(f"system ranking by {args.metric} ({len(runs)} runs): Kendall tau human vs "
                       f"{name} = {ranking[name]['kendall_tau']}")
-    result = {**rows[0], "sources": rows, "system_ranking": ranking or None}
+    first = next((r for r in rows if not r.get("error")), rows[0])
+    result = {**first, "sources": rows, "system_ranking": ranking or None}
     if args.out:
         result["report"] = _write(args, reference, sources, rows, ranking)
         print(f"report: {result['report']['html']}")

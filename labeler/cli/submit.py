@@ -10,6 +10,7 @@ so the cluster runs the code you have, not the code its image was built with. Ou
 from __future__ import annotations
 
 import argparse
+import logging
 import asyncio
 import os
 import shlex
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..stages import NAMES as STAGES
+log = logging.getLogger("labeler")
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
@@ -164,9 +166,15 @@ def submit_with_retry(client, *, wait_s: float = 180.0, **kwargs) -> str:
         try:
             return client.submit_job(**kwargs)
         except RuntimeError as e:
-            if "No available agent" not in str(e) or time.time() + delay > deadline:
+            if "No available agent" not in str(e):
                 raise
-            print(f"[submit] the head's job agent is not ready; retrying in {delay:.0f}s", file=sys.stderr, flush=True)
+            if time.time() + delay > deadline:
+                raise RuntimeError(
+                    f"{e}: the head's job agent did not come up in {wait_s:.0f}s. Seen here when another Ray "
+                    f"instance on the head's machine held the agent's HTTP port (52365 by default): its "
+                    f"dashboard_agent.log then says 'address already in use'. Start the head with "
+                    f"--dashboard-agent-listen-port=<a free port>, or stop the other Ray.") from None
+            log.info("[submit] the head's job agent is not ready; retrying in %.0fs", delay)
             time.sleep(delay)
             delay = min(delay * 2, 20.0)
 

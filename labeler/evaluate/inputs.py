@@ -19,7 +19,7 @@ def load_reference(path: str | Path) -> pa.Table:
     path = Path(path)
     kind = trec.sniff_format(path)
     if kind == "qrels":
-        return trec.read_qrels(path)
+        return trec.read_qrels(path, grades=range(4))  # a bad grade is reported with its file:line
     if kind == "run":
         raise ValueError(f"{path} is a TREC run (6 fields per line), not judgments; pass it with --runs")
     table = _read_table(path, kind)

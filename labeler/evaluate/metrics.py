@@ -319,12 +319,17 @@ def agreement(reference: pa.Table, predicted: pa.Table, *, k: int = 10, strict: 
 def compare(reference: pa.Table, sources: Mapping[str, pa.Table], k: int = 10, *,
             strict: bool = False) -> list[dict]:
     """One agreement row per source, all against the same reference so the rows are comparable."""
-    rows = []
+    rows, errors = [], []
     for name, table in sources.items():
         try:
             rows.append({"source": name, **agreement(reference, table, k=k, strict=strict)})
         except ValueError as e:
-            raise ValueError(f"source {name!r}: {e}") from None
+            # One unusable source (no pair in common with the reference) is reported as such;
+            # the other sources are still compared.
+            errors.append(f"source {name!r}: {e}")
+            rows.append({"source": name, "error": str(e), "n_labeled": 0})
+    if len(errors) == len(rows):
+        raise ValueError("; ".join(errors))
     return rows
 
 

@@ -29,7 +29,8 @@ DEFAULT_PRICES = MappingProxyType({
     "output_per_1m_tokens": 0.0,
 })
 
-_HEADLINE = [("coverage", "coverage"), ("n_labeled", "labeled"), ("accuracy", "accuracy"), ("mae", "MAE"),
+_HEADLINE = [("coverage", "coverage"), ("n_labeled", "labeled"), ("n_failed", "failed"), ("n_missing", "missing"),
+             ("accuracy", "accuracy"), ("mae", "MAE"),
              ("cohen_kappa", "kappa"), ("weighted_kappa", "kappa (quadratic)"),
              ("krippendorff_alpha", "alpha (ordinal)"), ("pairwise_accuracy", "pairwise acc."),
              ("spearman", "Spearman"), ("kendall", "Kendall")]
@@ -168,6 +169,7 @@ def _agreement_blocks(metrics: Mapping[str, dict]) -> list:
         blocks += [("h3", "Binarized (relevant = grade ≥ t)"),
                    ("table", ["source", "t", "accuracy", "kappa", "precision", "recall", "F1"], bin_rows)]
     notes = [f"{name}: {w}" for name, m in metrics.items() for w in m.get("warnings", [])]
+    notes += [f"{name}: not compared: {m['error']}" for name, m in metrics.items() if m.get("error")]
     if notes:
         blocks += [("h3", "Warnings"), ("ul", notes)]
     return blocks
@@ -293,7 +295,8 @@ def write_report(out_dir, metrics_by_source: dict[str, dict], reference: pa.Tabl
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    aligned = {name: evaluate.align(reference, t) for name, t in predicted_by_source.items()}
+    usable = {name for name, m in metrics_by_source.items() if not m.get("error")}
+    aligned = {name: evaluate.align(reference, t) for name, t in predicted_by_source.items() if name in usable}
     graded = {name: a for name, a in aligned.items() if a.grade is not None}
     paths: dict[str, Path] = {}
     if graded:

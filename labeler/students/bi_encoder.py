@@ -151,8 +151,8 @@ def _train_loop(config: dict) -> None:
     for epoch in range(start.epoch, c.epochs):
         model.train()
         total, k = 0.0, 0
-        trip_it = train.iter_batches(batch_size=c.batch_size, batch_format="pyarrow") if c.loss != "cosent" else None
-        point_it = (points.iter_batches(batch_size=c.batch_size, batch_format="pyarrow", local_shuffle_buffer_size=512)
+        trip_it = iter(train.iter_batches(batch_size=c.batch_size, batch_format="pyarrow")) if c.loss != "cosent" else None
+        point_it = (iter(points.iter_batches(batch_size=c.batch_size, batch_format="pyarrow", local_shuffle_buffer_size=512))
                     if c.loss != "margin_mse" else None)
         for step in range(steps):
             loss = torch.zeros((), device=device)
@@ -254,8 +254,8 @@ class BiEncoderStudent(Student):
         loop_cfg = {"distill": self.cfg.model_dump(mode="json"), "base_path": base, "seed": self.seed, "k": self.k,
                     "n_triplets": trips.num_rows, "n_pairs": points.num_rows, "n_val": len(val_rows),
                     "margin_scale": margin_scale}
-        result = raytrain.fit(_train_loop, loop_cfg, self.cfg, workdir, "bi_encoder",
-                              {k: v for k, v in datasets.items() if k in ("train", "points", "val")})
+        result = raytrain.fit(_train_loop, loop_cfg, self.cfg, workdir, "bi_encoder", datasets,
+                              split=("train", "points"))
         state = raytrain.export(result, export, drop=("optimizer.pt",))
         history = [{"epoch": 0, "val_agreement": base_val}, *state.get("history", [])]
         chosen = self._choose(history, result, export, base)

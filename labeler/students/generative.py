@@ -294,11 +294,37 @@ def train(cfg: DistillConfig, grading: GradeConfig, examples: pa.Table, storage:
     datasets = {"train": ray.data.from_arrow(examples)}
     if heldout is not None and heldout.num_rows:
         datasets["heldout"] = ray.data.from_arrow(heldout)
+    if not cfg.use_gpu:
+        prebuild_shm_op()
     result = raytrain.fit(_train_loop, loop_cfg, cfg, storage, "distill", datasets)
     state = raytrain.export(result, export)
     return {"train_loss": state.get("train_loss"), "history": state.get("history", []), "epochs": cfg.epochs,
             "examples": examples.num_rows, "grade_counts": counts, "balance": cfg.balance,
             "loss_grade_mix": loss_mix, "heldout_examples": loop_cfg["n_heldout"], "metrics": result.metrics}
+
+
+def prebuild_shm_op(stale_after_s: float = 600.0) -> None:
+    """DeepSpeed on CPU JIT-compiles a shared-memory op in its first run (about a minute). Built
+    here, once, before the workers start; a lock left by a compile that was killed (Ctrl-C during a
+    first run) would otherwise make every later run wait for it forever, so an old one is removed."""
+    import time
+
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from deepspeed.accelerator import get_accelerator
+
+    builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
+    if builder is None:
+        return
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        lock = Path(_get_build_directory(builder.name, verbose=False)) / "lock"
+        if lock.exists() and time.time() - lock.stat().st_mtime > stale_after_s:
+            log.warning("removing a stale DeepSpeed build lock left by a killed compile: %s", lock)
+            lock.unlink(missing_ok=True)
+    except Exception as e:  # a private torch helper: never let the check itself fail a run
+        log.debug("could not check the DeepSpeed build lock: %s", e)
+    builder.load()
 
 
 class GenerativeStudent(Student):

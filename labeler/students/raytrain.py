@@ -54,9 +54,10 @@ def report(metrics: dict, save: Callable[[Path], None], rank: int, prefix: str =
 
 
 def fit(loop: Callable[[dict], None], loop_config: dict, resources, storage: Path, name: str, datasets: dict,
-        *, env: Optional[dict] = None):
+        *, env: Optional[dict] = None, split: tuple[str, ...] = ("train",)):
     """Run `loop` on `resources.num_workers` Ray Train workers (gloo on CPUs, NCCL on GPUs), the
-    "train" dataset split between them; up to 1 worker failure is retried from the latest checkpoint."""
+    `split` datasets divided between them (the others whole on every worker); up to 1 worker
+    failure is retried from the latest checkpoint."""
     import os
 
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
@@ -70,7 +71,7 @@ def fit(loop: Callable[[dict], None], loop_config: dict, resources, storage: Pat
                                      resources_per_worker={"CPU": resources.cpus_per_worker,
                                                            **({"GPU": 1} if resources.use_gpu else {})}),
         torch_config=TorchConfig(backend="nccl" if resources.use_gpu else "gloo"),
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        dataset_config=DataConfig(datasets_to_split=[d for d in split if d in datasets]),
         run_config=RunConfig(name=name, storage_path=str(Path(storage).resolve()),
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=1)),
