@@ -113,7 +113,6 @@ def _train_loop(config: dict) -> None:
     """Runs on every Ray Train worker: DDP over the workers, a checkpoint and validation each epoch."""
     import ray.train
     import torch
-    from ray.train.torch import prepare_model
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import CoSENTLoss, MarginMSELoss
     from sentence_transformers.util import pairwise_cos_sim
@@ -129,21 +128,26 @@ def _train_loop(config: dict) -> None:
     start = raytrain.resume("labeler-bi-resume-")
     model = SentenceTransformer(start.source or config["base_path"], device="cpu")
     model.max_seq_length = c.max_seq_len
-    ddp = prepare_model(model)  # DDP when world > 1
     device = next(model.parameters()).device
-    margin_loss = MarginMSELoss(ddp, similarity_fct=pairwise_cos_sim)
-    cosent = CoSENTLoss(ddp)
+    # No DDP wrapper: a step embeds queries and documents in separate forward passes, so the
+    # gradients are averaged over the ranks by hand after backward (raytrain.average_gradients).
+    margin_loss = MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
+    cosent = CoSENTLoss(model)
     opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     if start.source and (Path(start.source) / "optimizer.pt").is_file():
         opt.load_state_dict(torch.load(Path(start.source) / "optimizer.pt", weights_only=True))
     history = start.history
     scale = config["margin_scale"]
 
-    def feats(texts):
-        return {k: v.to(device) for k, v in model.tokenize(texts).items()}
+    encode = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers 6 renamed it
 
-    n = config["n_triplets"] if c.loss != "cosent" else config["n_pairs"]
-    steps = -(-(n // world) // c.batch_size)
+    def feats(texts):
+        return {k: v.to(device) if hasattr(v, "to") else v for k, v in encode(texts).items()}
+
+    # Every rank takes the same number of full batches (the gradients are all-reduced each step,
+    # so a rank that stopped early would leave the others waiting forever).
+    sizes = ([config["n_triplets"]] if c.loss != "cosent" else []) + ([config["n_pairs"]] if c.loss != "margin_mse" else [])
+    steps = max(1, min(n // world for n in sizes) // c.batch_size)
     if c.max_steps:
         steps = min(steps, c.max_steps)
     train = ray.train.get_dataset_shard("train")
@@ -157,20 +161,17 @@ def _train_loop(config: dict) -> None:
         for step in range(steps):
             loss = torch.zeros((), device=device)
             if trip_it is not None:
-                b = next(trip_it, None)
-                if b is None:
-                    break
+                b = next(trip_it)
                 r = b.to_pydict()
                 labels = torch.tensor(r["margin"], device=device).float() * scale
                 loss = loss + margin_loss([feats(r["query"]), feats(r["a"]), feats(r["b"])], labels)
             if point_it is not None:
-                b = next(point_it, None)
-                if b is None:
-                    break
+                b = next(point_it)
                 r = b.to_pydict()
                 loss = loss + cosent([feats(r["query"]), feats(r["doc"])], torch.tensor(r["target"], device=device).float())
             opt.zero_grad()
             loss.backward()
+            raytrain.average_gradients(model.parameters(), world)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             total, k = total + float(loss.detach()), k + 1

@@ -107,6 +107,25 @@ def gather(obj, world: int) -> list:
     return out
 
 
+def average_gradients(params, world: int) -> None:
+    """All-reduce the gradients of `params` to their mean over the ranks. For models that run
+    several forward passes per step (a bi-encoder embeds queries and documents apart), where
+    DDP's one-forward-per-backward bookkeeping does not apply; a parameter no loss reached
+    (a pooler mean pooling skips) counts as a zero gradient on that rank."""
+    if world == 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    for p in params:
+        if not p.requires_grad:
+            continue
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad /= world
+
+
 def stripe(name: str, rank: int, world: int, batch_size: int):
     """This rank's share (every world-th row) of an unsplit dataset, in batches of rows."""
     import ray.train
