@@ -223,6 +223,10 @@ def export(cfg_path: Path, work: Path, fixture: Path) -> dict:
                            "queries": len(set(j.column("query_id").to_pylist()))}
         if store.manifest("mine") is not None:
             status["judge"]["mine_pairs"] = store.manifest("mine")["rows_out"]
+        jm = store.manifest("judge") if done else None
+        if jm:  # the teacher's rate in the judge stage, start-up included: what a student is compared with
+            status["judge"]["pairs_per_s"] = round(jm["rows_in"] / jm["wall_s"], 4)
+            status["teacher_pairs_per_s"] = status["judge"]["pairs_per_s"]
     dstore = RunStore(work / "liveqa-dev")
     dfp = _dev_fingerprint(cfg)
     d, done = _stage_rows(dstore, "judge", dfp, "data")

@@ -399,7 +399,7 @@ def _format_errors(path: str, err: ValidationError, overrides: Optional[dict] = 
         if loc[:1] == ["distill"] and len(loc) > 1 and loc[1] in kinds:
             kind = loc.pop(1)  # pydantic names the union member: say it as the kind instead
         key = ".".join(str(x) for x in loc) or "(top level)"
-        if overrides and _from_overrides(list(e["loc"]), overrides):
+        if overrides and _from_overrides(loc, overrides):
             key = f"--set {key}"  # the command line's override, not the file
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
