@@ -260,11 +260,12 @@ class BiEncoderConfig(_Strict):
     that its cosine follows the teacher's expected grades, and kept from drifting below what it knew."""
 
     base_model: str = "offline:all-minilm-l6-v2"
-    # What the cosine is trained towards, per pair: the teacher's expected grade; or a committee of
-    # the teacher's grade, BM25's score and the base model's own cosine, each ranked within its
-    # query (weights below), so the student keeps what the base model and BM25 already know.
+    # What the cosine is trained towards, per pair: the teacher's expected grade; or a committee
+    # (weights below) of the teacher's grade, BM25's score scaled within its query, the base
+    # model's own cosine, and whether the document is the query's seed (the one it was written
+    # from), so the student keeps what the base model and BM25 already know.
     target: Literal["teacher", "committee"] = "teacher"
-    committee_weights: dict[Literal["teacher", "bm25", "cosine"], float] = Field(
+    committee_weights: dict[Literal["teacher", "bm25", "cosine", "seed"], float] = Field(
         default_factory=lambda: {"teacher": 0.5, "bm25": 0.2, "cosine": 0.3})
     # margin_mse: within a query, the difference of two documents' cosines regresses the difference
     # of their targets (GPL); cosent: a ranking loss over every pair of pairs in a batch, across

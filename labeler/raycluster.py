@@ -29,8 +29,6 @@ def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
         if k in os.environ:
             env.setdefault(k, os.environ[k])
     runtime_env = {"env_vars": env}
-    # Raylet kills what a dead worker left behind (vLLM's EngineCore and workers), even after a crash.
-    os.environ.setdefault("RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper", "true")
     address = cfg.address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
     # The workers' own logs (Ray, vLLM: 160-260 lines in a small run) stay in Ray's log folder
     # unless the command runs with -v; the stages' progress lines are labeler's own.
@@ -39,6 +37,12 @@ def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
     if address:  # a cluster, or the one a submitted job runs in
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=verbose or _in_job())
     else:
+        # Raylet starts each worker in its own process group and kills the group when the worker
+        # exits, crashed or not: vLLM's EngineCore and workers go with their actor. (Not the raylet
+        # subreaper: it sets SIGCHLD to SIG_IGN in every Ray process, the driver included, so every
+        # subprocess they wait for reads exit status 0, and a job supervisor reports a failed or
+        # still-running entrypoint as SUCCEEDED.)
+        os.environ.setdefault("RAY_process_group_cleanup_enabled", "true")
         ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), include_dashboard=False,
                  object_store_memory=cfg.object_store_memory, runtime_env=runtime_env,
                  log_to_driver=verbose)

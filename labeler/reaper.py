@@ -4,8 +4,8 @@ vLLM starts its EngineCore and worker processes from the Ray actor that holds th
 the actor dies (a crash, `ray.shutdown()`, a kill), those grandchildren are orphaned, and a busy
 vLLM worker was seen to ignore SIGTERM and keep 5.6 GB and a core until SIGKILL. Three layers:
 
-- Ray's own: local Ray starts with `RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper`
-  (raylet kills what a dead worker left behind, within seconds; labeler.raycluster).
+- Ray's own: local Ray starts with `RAY_process_group_cleanup_enabled` (raylet kills the process
+  group of a worker that exited or crashed; labeler.raycluster).
 - An engine actor that finds its engine dead kills its own children before it exits (kill_children).
 - The command: it makes itself a child subreaper, so orphans of its Ray processes are reparented
   to it rather than to init, and at exit it SIGKILLs every descendant still alive (OwnedProcesses).

@@ -253,3 +253,17 @@ def test_smaller_findings_of_the_reliability_review(tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"--set mine.negatives_per_qeury: unknown key"):
         load_config(ROOT / "configs" / "demo.yaml", dotted_override("mine.negatives_per_qeury=3"))
     assert "submit" in build_parser().format_help()
+
+
+def test_exit_statuses_survive_a_local_ray(ray_local):
+    """The local Ray labeler starts must leave SIGCHLD alone: Ray's raylet subreaper sets it to
+    SIG_IGN in the driver and every worker, after which each subprocess reads exit status 0 (a job
+    supervisor then reports a failed entrypoint as SUCCEEDED, a test sees a failing CLI pass)."""
+    code = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    assert subprocess.run(code).returncode == 3
+
+    @ray_local.remote(num_cpus=0)
+    def in_a_worker():
+        return subprocess.run(code).returncode
+
+    assert ray_local.get(in_a_worker.remote()) == 3

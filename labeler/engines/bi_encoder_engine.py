@@ -8,14 +8,13 @@ from typing import Sequence
 
 from .. import models
 from ..config import EngineConfig
-from .base import Engine, GradeResult
-from .encoder_export import apply_calibration, calibrated, pair_text, read_meta
+from .encoder_export import ScoringEngine, read_meta
 
 META_FILE = "labeler_bi_encoder.json"
 
 
-class BiEncoderEngine(Engine):
-    reads_pairs = True
+class BiEncoderEngine(ScoringEngine):
+    score_name = "cosine"
 
     def __init__(self, cfg: EngineConfig, seed: int = 0):
         import torch
@@ -48,20 +47,3 @@ class BiEncoderEngine(Engine):
         lens = [len(x) for x in self.tokenizer(docs, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
         limit = self.model.max_seq_length
         return cos.astype(float).tolist(), [n > limit for n in lens], [min(n, limit) for n in lens]
-
-    def grade(self, prompts, *, top_logprobs: int = 20) -> list[GradeResult]:
-        """`prompts` are (query, document text) pairs here."""
-        return self._grade(list(prompts))[0]
-
-    def grade_pairs(self, rows: list[dict]) -> tuple[list[GradeResult], list[bool]]:
-        return self._grade([(r["query"], pair_text(r)) for r in rows])
-
-    def _grade(self, pairs) -> tuple[list[GradeResult], list[bool]]:
-        cal = calibrated(self.meta, self.model_id)
-        scores, truncated, n_tokens = self.score(pairs)
-        expected = apply_calibration(scores, cal)
-        return [GradeResult(calibrated=float(e), prompt_tokens=int(n), raw=f"cosine={s:.6g}")
-                for s, e, n in zip(scores, expected, n_tokens)], truncated
-
-    def generate(self, prompts, *, max_tokens, temperature, seeds=None):
-        raise NotImplementedError("a bi-encoder scores pairs; it cannot generate text")

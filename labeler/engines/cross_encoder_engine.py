@@ -1,18 +1,13 @@
 """A distilled cross-encoder (labeler.students.cross_encoder) behind the Engine interface, so
-`labeler label` and the label stage grade pairs with it exactly as with a generative student.
-
-It reads (query, document) pairs, not prompts: its score is mapped to an expected grade by the
-monotone calibration stored with the export, and the grade is that rounded. It has no grade
-distribution, so `grade_probs` and `grade_mass` stay null rather than being made up.
-"""
+`labeler label` and the label stage grade pairs with it exactly as with a generative student
+(engines.encoder_export.ScoringEngine: its score, calibrated to the teacher's scale)."""
 from __future__ import annotations
 
 from typing import Sequence
 
 from .. import models
 from ..config import EngineConfig
-from .base import Engine, GradeResult
-from .encoder_export import apply_calibration, calibrated, pair_text, read_meta
+from .encoder_export import ScoringEngine, read_meta
 
 # The marker of an exported cross-encoder: its settings and the score -> grade calibration.
 META_FILE = "labeler_cross_encoder.json"
@@ -27,8 +22,7 @@ def encode_pairs(tokenizer, queries: list[str], docs: list[str], max_len: int):
     return enc, truncated, enc["attention_mask"].sum(1).tolist()
 
 
-class CrossEncoderEngine(Engine):
-    reads_pairs = True
+class CrossEncoderEngine(ScoringEngine):
 
     def __init__(self, cfg: EngineConfig, seed: int = 0):
         import torch
@@ -57,21 +51,3 @@ class CrossEncoderEngine(Engine):
             truncated += cut
             n_tokens += lens
         return scores, truncated, n_tokens
-
-    def grade(self, prompts, *, top_logprobs: int = 20) -> list[GradeResult]:
-        """`prompts` are (query, document text) pairs here."""
-        return self._grade(list(prompts))[0]
-
-    def grade_pairs(self, rows: list[dict]) -> tuple[list[GradeResult], list[bool]]:
-        """Grade pair rows (query, title, text); also says which inputs were cut to max_seq_len tokens."""
-        return self._grade([(r["query"], pair_text(r)) for r in rows])
-
-    def _grade(self, pairs) -> tuple[list[GradeResult], list[bool]]:
-        cal = calibrated(self.meta, self.model_id)
-        scores, truncated, n_tokens = self.score(pairs)
-        expected = apply_calibration(scores, cal)
-        return [GradeResult(calibrated=float(e), prompt_tokens=int(n), raw=f"score={s:.6g}")
-                for s, e, n in zip(scores, expected, n_tokens)], truncated
-
-    def generate(self, prompts, *, max_tokens, temperature, seeds=None):
-        raise NotImplementedError("a cross-encoder scores pairs; it cannot generate text")

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
+
+from .base import Engine, GradeResult
 
 
 def pair_text(row: dict) -> str:
@@ -39,3 +41,36 @@ def calibrated(meta: dict, model_id: str) -> dict:
     if not cal:
         raise ValueError(f"{model_id}: the export has no calibration, so its scores cannot be grades")
     return cal
+
+
+class ScoringEngine(Engine):
+    """An encoder student behind the Engine interface: it reads (query, document) pairs, not
+    prompts, and its score becomes an expected grade through the export's calibration (the grade
+    is that rounded). It has no grade distribution, so `grade_probs` and `grade_mass` stay null
+    rather than being made up. Subclasses set `meta`, `model_id` and implement `score`."""
+
+    reads_pairs = True
+    score_name = "score"
+    meta: dict = {}
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> tuple[list[float], list[bool], list[int]]:
+        """Raw scores of (query, document text) pairs; which were cut to the model's length; token counts."""
+        raise NotImplementedError
+
+    def grade(self, prompts, *, top_logprobs: int = 20) -> list[GradeResult]:
+        """`prompts` are (query, document text) pairs here."""
+        return self._grade(list(prompts))[0]
+
+    def grade_pairs(self, rows: list[dict]) -> tuple[list[GradeResult], list[bool]]:
+        """Grade pair rows (query, title, text); also says which inputs were cut to the model's length."""
+        return self._grade([(r["query"], pair_text(r)) for r in rows])
+
+    def _grade(self, pairs) -> tuple[list[GradeResult], list[bool]]:
+        cal = calibrated(self.meta, self.model_id)
+        scores, truncated, n_tokens = self.score(pairs)
+        expected = apply_calibration(scores, cal)
+        return [GradeResult(calibrated=float(e), prompt_tokens=int(n), raw=f"{self.score_name}={s:.6g}")
+                for s, e, n in zip(scores, expected, n_tokens)], truncated
+
+    def generate(self, prompts, *, max_tokens, temperature, seeds=None):
+        raise NotImplementedError(f"{type(self).__name__} scores pairs; it cannot generate text")

@@ -28,3 +28,12 @@ class Stage:
     help: str = ""
     # What the stage reads that no upstream stage fingerprints (the corpus files' content).
     inputs: Optional[Callable[[object], str]] = None
+
+
+def grading_section(cfg) -> dict:
+    """What a stage that grades with the shared prompt depends on: the grading settings and the
+    template's content (editing the prompt redoes the stages that used it)."""
+    from ..config import identity
+    from ..prompts import template_hash
+
+    return {"grading": identity(cfg.judge.grading), "template": template_hash(cfg.judge.grading.prompt)}

@@ -7,7 +7,7 @@ import shutil
 import pyarrow.compute as pc
 
 from ..schema import TRAIN_EXAMPLES
-from .base import Stage
+from .base import Stage, grading_section
 
 
 def student_dir(ctx):
@@ -16,10 +16,8 @@ def student_dir(ctx):
 
 def _section(cfg) -> dict:
     from ..config import identity
-    from ..prompts import template_hash
 
-    return {"distill": identity(cfg.distill), "grading": identity(cfg.judge.grading),
-            "template": template_hash(cfg.judge.grading.prompt)}
+    return {"distill": identity(cfg.distill), **grading_section(cfg)}
 
 
 def _run(ctx) -> dict:

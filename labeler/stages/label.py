@@ -4,15 +4,13 @@ from __future__ import annotations
 import pyarrow.compute as pc
 
 from ..schema import LABELS
-from .base import Stage
+from .base import Stage, grading_section
 
 
 def _section(cfg) -> dict:
     from ..config import identity
-    from ..prompts import template_hash
 
-    return {"label": identity(cfg.label), "grading": identity(cfg.judge.grading),
-            "template": template_hash(cfg.judge.grading.prompt)}
+    return {"label": identity(cfg.label), **grading_section(cfg)}
 
 
 def _run(ctx) -> dict:

@@ -52,7 +52,7 @@ def graded_pairs(judgments: pa.Table) -> tuple[list[dict], list[dict]]:
         e = r.get("expected_grade")
         rows.append({"query_id": r["query_id"], "query": r["query"], "doc_id": r["doc_id"], "doc": pair_text(r),
                      "grade": int(r["grade"]), "expected": float(r["grade"] if e is None or e != e else e),
-                     "bm25": float(r.get("bm25_score") or 0.0)})
+                     "bm25": float(r.get("bm25_score") or 0.0), "seed": float(r.get("source") == "seed")})
     return rows, rejected
 
 
@@ -71,7 +71,7 @@ def cosines(model, rows: list[dict], batch_size: int) -> np.ndarray:
 
 def targets(rows: list[dict], how: str, weights: dict) -> np.ndarray:
     """teacher: expected grade / 3. committee: a weighted sum of that, BM25 min-max scaled within
-    the query (its scale is per query) and the base model's cosine."""
+    the query (its scale is per query), the base model's cosine and 1 for the query's seed document."""
     teacher = np.array([r["expected"] / 3.0 for r in rows])
     if how == "teacher":
         return teacher
@@ -84,9 +84,10 @@ def targets(rows: list[dict], how: str, weights: dict) -> np.ndarray:
         span = v.max() - v.min()
         bm25[idx] = (v - v.min()) / span if span > 0 else 0.5
     cos = np.array([r["cosine"] for r in rows])
-    w = {"teacher": 0.0, "bm25": 0.0, "cosine": 0.0, **weights}
+    seed = np.array([r.get("seed", 0.0) for r in rows])
+    w = {"teacher": 0.0, "bm25": 0.0, "cosine": 0.0, "seed": 0.0, **weights}
     total = sum(w.values()) or 1.0
-    return (w["teacher"] * teacher + w["bm25"] * bm25 + w["cosine"] * cos) / total
+    return (w["teacher"] * teacher + w["bm25"] * bm25 + w["cosine"] * cos + w["seed"] * seed) / total
 
 
 def triplets(rows: list[dict], seed: int, per_query: int = 6) -> pa.Table:
@@ -121,10 +122,7 @@ def _train_loop(config: dict) -> None:
 
     d = BiEncoderStudentConfig.model_validate(config["distill"])
     c = d.bi_encoder
-    torch.set_num_threads(max(1, int(d.cpus_per_worker)))
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.manual_seed(config["seed"])
+    rank, world = raytrain.worker(d, config["seed"])
     start = raytrain.resume("labeler-bi-resume-")
     model = SentenceTransformer(start.source or config["base_path"], device="cpu")
     model.max_seq_length = c.max_seq_len
@@ -134,8 +132,7 @@ def _train_loop(config: dict) -> None:
     margin_loss = MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
     cosent = CoSENTLoss(model)
     opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    if start.source and (Path(start.source) / "optimizer.pt").is_file():
-        opt.load_state_dict(torch.load(Path(start.source) / "optimizer.pt", weights_only=True))
+    raytrain.load_optimizer(opt, start)
     history = start.history
     scale = config["margin_scale"]
 

@@ -39,6 +39,25 @@ def resume(prefix: str = "labeler-resume-") -> Start:
     return Start(state["epoch"] + 1, source, state.get("history", []))
 
 
+def worker(resources, seed: int) -> tuple[int, int]:
+    """On a Ray Train worker: its threads (its share of CPUs), the seed; returns (rank, world)."""
+    import ray.train
+    import torch
+
+    torch.set_num_threads(max(1, int(resources.cpus_per_worker)))
+    torch.manual_seed(seed)
+    ctx = ray.train.get_context()
+    return ctx.get_world_rank(), ctx.get_world_size()
+
+
+def load_optimizer(opt, start: Start) -> None:
+    """A resumed run continues with its optimizer's state (saved as optimizer.pt beside the weights)."""
+    import torch
+
+    if start.source and (Path(start.source) / "optimizer.pt").is_file():
+        opt.load_state_dict(torch.load(Path(start.source) / "optimizer.pt", weights_only=True))
+
+
 def report(metrics: dict, save: Callable[[Path], None], rank: int, prefix: str = "labeler-ckpt-") -> None:
     """One epoch's metrics, with a checkpoint that rank 0 writes through `save(folder)`."""
     import ray.train

@@ -27,23 +27,16 @@ def _train_loop(config: dict) -> None:
 
     d = CrossEncoderStudentConfig.model_validate(config["distill"])
     c = d.cross_encoder
-    torch.set_num_threads(max(1, int(d.cpus_per_worker)))
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.manual_seed(config["seed"])
-
+    rank, world = raytrain.worker(d, config["seed"])
     # A killed or extended run: weights, optimizer and epoch from the latest checkpoint.
     start = raytrain.resume("labeler-ce-resume-")
-    start_epoch, source, history, opt_state = start.epoch, start.source or config["base_path"], start.history, None
-    if start.source and (Path(source) / "optimizer.pt").is_file():
-        opt_state = torch.load(Path(source) / "optimizer.pt", weights_only=True)
+    start_epoch, source, history = start.epoch, start.source or config["base_path"], start.history
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=torch.float32)
     model = prepare_model(model)  # DDP when world > 1; moves to the worker's device
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
+    raytrain.load_optimizer(opt, start)
     core = getattr(model, "module", model)
     lce = c.loss == "lce"
 
