@@ -14,7 +14,8 @@ vLLM actors) against, on the same prompts, in the same run:
   student's pairs/s over the teacher's (the paper reports 17x).
 
 The pipeline's `wall_s` is the whole command (Ray start, engine start, the keys pre-pass, the
-export); `steady_pairs_per_s` is the rate between its first and last written part. `peak_rss_mb`
+export); `steady_pairs_per_s` is the engines' own count of pairs graded over the middle 80% of
+the run (the label manifest's `engine`), with `engine_busy_s` the seconds they spent grading. `peak_rss_mb`
 is, for the pipeline, the peak sum over the driver and every process under it (Ray's daemons,
 its busy workers and the vLLM processes they start; shared pages not counted; bench/mine.py's
 RssSampler), with each process's own peak in `peak_rss_by_process_mb`; for the single-process
@@ -183,16 +184,13 @@ def run_pipeline(model: str, pairs: Path, work: Path, n: int) -> dict:
     if rc != 0:
         raise RuntimeError(f"labeler label exited {rc}")
     m = json.loads((out / "_manifest.json").read_text())
-    # Part names start with the time they were written (ns): the steady rate between first and last.
+    # The engines' own counters (the manifest's "engine"): pairs graded over the middle 80% of the run.
     parts = sorted((out / ".labeler" / "label" / "data").glob("part-*.parquet"))
-    import pyarrow.parquet as pq
-    stamps = [int(p.name.split("-")[1]) / 1e9 for p in parts]
-    rows = [pq.ParquetFile(p).metadata.num_rows for p in parts]
-    steady = (sum(rows) - rows[0]) / (stamps[-1] - stamps[0]) if len(parts) > 2 and stamps[-1] > stamps[0] else None
+    steady = m.get("engine", {}).get("steady_pairs_per_s")
     if m["rows_in"] != n or m["rows_out"] + m["rows_rejected"] != n:
         raise RuntimeError(f"pipeline accounted for {m['rows_out']} + {m['rows_rejected']} of {n} pairs")
     return {"pairs": n, "wall_s": round(wall, 2), "pairs_per_s": round(n / wall, 1),
-            "steady_pairs_per_s": None if steady is None else round(steady, 1), "stage_wall_s": m["wall_s"],
+            "steady_pairs_per_s": steady, "engine_busy_s": m.get("engine", {}).get("engine_busy_s"), "stage_wall_s": m["wall_s"],
             "rows_out": m["rows_out"], "rows_rejected": m["rows_rejected"], "parts": len(parts),
             "peak_rss_mb": round(rss.peak / 2**20, 1),
             "rss_at_peak_mb": rss.per_process(rss.at_peak), "peak_rss_by_process_mb": rss.per_process(rss.by_process),

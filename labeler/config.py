@@ -66,6 +66,9 @@ class EngineConfig(_Strict):
     # many times; its batch is retried there and finished parts are kept.
     max_restarts: int = Field(2, ge=0)
     gpus_per_actor: float = Field(0.0, ge=0)
+    # Custom Ray resources each engine actor asks for. A node started with `ray start
+    # --resources='{"labeler_engine": 1}'` and {"labeler_engine": 1} here: one engine per such node.
+    resources_per_actor: dict[str, float] = Field(default_factory=dict)
     # OpenAI-compatible endpoints.
     base_url: Optional[str] = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -87,7 +90,7 @@ class EngineConfig(_Strict):
 ENGINE_RUNTIME_FIELDS = frozenset({
     "max_num_seqs", "kv_cache_gib", "gpu_memory_utilization", "tensor_parallel_size", "enable_prefix_caching",
     "max_num_batched_tokens", "block_size", "cpu_threads", "batch_size", "num_actors", "cpus_per_actor",
-    "gpus_per_actor", "max_restarts", "concurrency", "timeout_s", "max_retries", "request_cache", "request_cache_path",
+    "gpus_per_actor", "resources_per_actor", "max_restarts", "concurrency", "timeout_s", "max_retries", "request_cache", "request_cache_path",
 })
 
 

@@ -93,11 +93,16 @@ def pool_args(engine: EngineConfig) -> dict:
                                                   max_size=engine.num_actors)
         else:
             strategy = ray.data.ActorPoolStrategy(size=max(1, fit))
-        return {"compute": strategy, "num_gpus": engine.gpus_per_actor, "num_cpus": engine.cpus_per_actor,
-                "max_restarts": engine.max_restarts}
+        out = {"compute": strategy, "num_gpus": engine.gpus_per_actor, "num_cpus": engine.cpus_per_actor,
+               "max_restarts": engine.max_restarts}
+        return {**out, "resources": dict(engine.resources_per_actor)} if engine.resources_per_actor else out
     cpus = total.get("CPU", 1)
     # Keep one CPU for the tasks that read and feed the pool.
     fit = max(1, math.floor((cpus - 1) / engine.cpus_per_actor)) if cpus > 1 else 1
+    custom = engine.resources_per_actor
+    if custom:  # as many actors as the nodes offering those resources hold
+        fit = max(1, min(math.floor(total.get(k, 0) / v) for k, v in custom.items()))
     size = min(engine.num_actors, fit) if engine.num_actors else fit
     cpus_each = min(engine.cpus_per_actor, max(0.25, cpus - 1) if cpus > 1 else 0.5)
-    return {"compute": ray.data.ActorPoolStrategy(size=size), "num_cpus": cpus_each, "max_restarts": engine.max_restarts}
+    out = {"compute": ray.data.ActorPoolStrategy(size=size), "num_cpus": cpus_each, "max_restarts": engine.max_restarts}
+    return {**out, "resources": dict(custom)} if custom else out

@@ -251,6 +251,9 @@ def job_main(argv: list[str], stage: Optional[str] = None) -> int:
         ap.add_argument("--only", action="store_true",
                         help=f"run {stage} alone; its inputs must already be published at --out")
     args = ap.parse_args(argv)
+    from .logsetup import setup_logging
+
+    setup_logging(0)  # the stages' progress lines and summaries go to the job's logs
     try:
         overrides: dict = {}
         for s in args.set:

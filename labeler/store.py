@@ -54,6 +54,7 @@ class StageWriter:
     schema: pa.Schema
     started: float = field(default_factory=time.time)
     _seq: int = 0
+    engine: dict = field(default_factory=dict)  # the engines' counters of this attempt (runner.EngineCounters)
 
     def __post_init__(self):
         (self.work / "data").mkdir(parents=True, exist_ok=True)
@@ -144,6 +145,7 @@ class StageWriter:
             "host": socket.gethostname(),
             "upstream": upstream,
             "config": config,
+            **({"engine": self.engine} if self.engine else {}),
             **(extra or {}),
         }
         (self.work / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))

@@ -189,6 +189,8 @@ def test_label_killed_and_rerun_labels_every_pair_once(tiny_config, tmp_path):
     m = json.loads((out / "_manifest.json").read_text())
     assert m["rows_in"] == m["rows_out"] + m["rows_rejected"] == total
     assert m["rejected_by_reason"] == {"bad_json": 2}
+    # This attempt's engine counters: only the pairs the resumed run still had to grade.
+    assert 0 < m["engine"]["pairs_graded"] <= n_good - done_rows + 2 and m["engine"]["engine_busy_s"] > 0
     rejected = pq.read_table(published / "rejected").num_rows if (published / "rejected").exists() else 0
     assert rejected == 2
     assert len((out / "_labels.qrels").read_text().splitlines()) == m["rows_out"]
@@ -207,3 +209,39 @@ def test_scan_never_takes_a_hash_collision_for_a_duplicate(tmp_path, monkeypatch
     monkeypatch.setattr(label_mod, "hash", lambda k: 7, raising=False)
     colliding = label_mod.scan(label_mod.PairsInput(str(f)))
     assert colliding == honest and honest.duplicates == {"p.jsonl:34": "p.jsonl:4"}
+
+
+def test_done_keys_confirm_hash_hits_against_the_keys(monkeypatch):
+    """Resume state is hashes plus the Arrow keys: a key whose hash collides with a done key's is
+    still graded (here every hash is forced into two buckets)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from labeler.stages import grade_stream
+
+    done = [f"q{i}\td{i}" for i in range(0, 200, 2)]
+    real = grade_stream.DoneKeys(pa.array(done))
+    assert real.contains(done + ["q1\td1", "q0\td2"]) == [True] * len(done) + [False, False]
+    monkeypatch.setattr(grade_stream, "stable_hash64",
+                        lambda keys: np.array([len(k) % 2 for k in keys], np.uint64))
+    colliding = grade_stream.DoneKeys(pa.array(done))
+    probe = [f"q{i}\td{i}" for i in range(200)]
+    assert colliding.contains(probe) == [i % 2 == 0 for i in range(200)]
+    assert grade_stream.DoneKeys(pa.array([], pa.string())).contains(probe[:3]) == [False] * 3
+
+
+def test_engine_counters_steady_rate_leaves_out_start_and_stragglers():
+    """10 pairs a second for 100 batches, after a 60 s start and before a slow last batch: the
+    steady rate is the engines' 10/s, where first-to-last would read about 6."""
+    import pyarrow as pa
+
+    from labeler.stages.runner import ENGINE_N, ENGINE_S, ENGINE_T, EngineCounters
+
+    c = EngineCounters()
+    times = [60.0 + i for i in range(100)] + [220.0]
+    for t in times:
+        c.add(pa.table({ENGINE_T: [t, t], ENGINE_N: pa.array([10, 0], pa.int32()), ENGINE_S: [1.0, 0.0]}))
+    s = c.summary()
+    assert s["pairs_graded"] == 1010 and s["engine_busy_s"] == 101.0
+    assert abs(s["steady_pairs_per_s"] - 10.0) < 0.2
+    assert EngineCounters().summary()["steady_pairs_per_s"] is None

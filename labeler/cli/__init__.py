@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from ..config import ConfigError, dotted_override, load_config
+from ..logsetup import setup_logging
 from ..stages import BY_NAME, NAMES as STAGE_CMDS
 
 log = logging.getLogger("labeler")
@@ -110,20 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(rc if isinstance(rc, int) else 1)
-
-
-def setup_logging(verbosity: int) -> None:
-    """The library logs through `logging` (labeler.*); the command line shows INFO and above on
-    stderr (-q: warnings only; -v: debug, and the Ray and vLLM logs of every worker)."""
-    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
-    root = logging.getLogger("labeler")
-    if not any(getattr(h, "_labeler", False) for h in root.handlers):
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(message)s"))
-        h._labeler = True
-        root.addHandler(h)
-        root.propagate = False
-    root.setLevel(level)
 
 
 def _verbosity(argv: list[str]) -> tuple[list[str], int]:

@@ -27,6 +27,7 @@ from ..grading import PromptEncoder, build_prompt
 from ..prompts import load_template
 from ..readers import INPUT_ROW, PairsInput, read_corpus, table_stream
 from ..schema import LABEL_FIELDS, pair_key
+from .runner import ENGINE_N, ENGINE_S, ENGINE_T
 
 
 def with_input_row(schema: pa.Schema) -> pa.Schema:
@@ -54,6 +55,55 @@ def row_keys(t: pa.Table, duplicate: Optional[pa.Array] = None) -> pa.Array:
     dup_key = pc.binary_join_element_wise(keys, pc.binary_join_element_wise(pa.scalar("@"), loc, ""), "\t")
     keys = pc.if_else(pc.fill_null(duplicate, False), dup_key, keys)
     return pc.coalesce(keys, pc.binary_join_element_wise(pa.scalar("@"), loc, ""))
+
+
+def stable_hash64(keys: list) -> "np.ndarray":
+    """A 64-bit hash of each key that is the same in every process (Python's `hash` is salted)."""
+    import hashlib
+
+    import numpy as np
+
+    return np.fromiter((int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little")
+                        for k in keys), np.uint64, len(keys))
+
+
+class DoneKeys:
+    """The keys earlier attempts finished, held compactly: sorted 64-bit hashes (8 bytes a key)
+    beside the keys themselves as one Arrow string array (their bytes, no Python objects). A hash
+    hit is confirmed against the key, so a collision never skips a pair. At 1M done keys: ~35 MB,
+    where a Python set of the same strings took ~120 bytes a key."""
+
+    def __init__(self, keys: pa.Array):
+        import numpy as np
+
+        keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+        step = 1 << 16  # a slice at a time: no list of every key at once
+        h = np.concatenate([stable_hash64(keys.slice(i, step).to_pylist()) for i in range(0, len(keys), step)]
+                           or [np.empty(0, np.uint64)])
+        order = np.argsort(h, kind="stable")
+        self.hashes, self.keys = h[order], keys.take(pa.array(order, pa.int64()))
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def contains(self, keys: list) -> list:
+        """For each key, whether it is done."""
+        import numpy as np
+
+        if not len(self.hashes) or not keys:
+            return [False] * len(keys)
+        h = stable_hash64(keys)
+        pos = np.searchsorted(self.hashes, h)
+        out = [False] * len(keys)
+        n = len(self.hashes)
+        for i in np.flatnonzero((pos < n) & (self.hashes[np.minimum(pos, n - 1)] == h)):
+            j = int(pos[i])
+            while j < n and self.hashes[j] == h[i]:  # the run of equal hashes (almost always one)
+                if self.keys[j].as_py() == keys[i]:
+                    out[i] = True
+                    break
+                j += 1
+        return out
 
 
 @dataclass
@@ -192,7 +242,7 @@ class PrepareWorker:
         from ..models import resolve
         
         done = ray.get(done) if isinstance(done, ray.ObjectRef) else done
-        self.done = set(done.to_pylist()) if done is not None and len(done) else set()
+        self.done = DoneKeys(done if done is not None else pa.array([], pa.string()))
         self.duplicates = duplicates or {}
         self.corpus = ray.get(corpus) if isinstance(corpus, ray.ObjectRef) else corpus
         self.max_len = engine_cfg.max_model_len
@@ -220,7 +270,7 @@ class PrepareWorker:
             empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(batch.column(col)), ""), True).to_pylist()
             _reject(reason, detail, empty, code, lambda i, c=col: f"{where(i)}{c} is missing or empty")
         keys = row_keys(batch, pa.array(dup, pa.bool_())).to_pylist()
-        todo = [k not in self.done for k in keys]
+        todo = [not d for d in self.done.contains(keys)]
         if not all(todo):
             keep = pa.array(todo, pa.bool_())
             batch = batch.filter(keep)
@@ -282,9 +332,12 @@ class EngineWorker:
             self.engine = self.inner.engine
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        import time
+
         go = pc.is_null(batch.column("_reason"))
         todo, failed = batch.filter(go), batch.filter(pc.invert(go))
         parts = []
+        t0 = time.time()
         if todo.num_rows:
             if self.tokenized:
                 ids = todo.column("prompt_token_ids").to_pylist()
@@ -308,6 +361,12 @@ class EngineWorker:
                     "_reason": reasons, "_detail": failed.column("_detail"), "_raw": failed.column("_record")}
             parts.append(append_label_columns(failed.drop_columns(["_reason", "_detail", "truncated", "_key"]), cols))
         out = pa.concat_tables(parts, promote_options="default") if len(parts) > 1 else parts[0]
+        # The engine's own counters, for the stage's steady rate: when this batch finished and how
+        # many pairs the engine graded in it (runner.EngineCounters).
+        now = time.time()
+        out = (out.append_column(ENGINE_T, pa.array([now] * out.num_rows, pa.float64()))
+               .append_column(ENGINE_N, pa.array([todo.num_rows] + [0] * (out.num_rows - 1), pa.int32()))
+               .append_column(ENGINE_S, pa.array([now - t0] + [0.0] * (out.num_rows - 1), pa.float64())))
         # The document text is not sent back to the driver unless the output keeps it (judgments).
         return out.drop_columns(["prompt_token_ids"] if self.keep_text else ["prompt_token_ids", "text"])
 
