@@ -60,9 +60,25 @@ def _raylet_pid(node) -> int:
     return node.all_processes["raylet"][0].process.pid
 
 
-def test_two_nodes_one_engine_each_and_the_second_node_dies_midway(tiny_config, tmp_path):
+def _kill_marked(mark: str) -> None:
+    """The removed node's processes were killed as a machine's would be, but not the vLLM
+    EngineCore under them (its raylet died with SIGKILL before it could clean up): on a real
+    cluster it dies with its machine; here it is killed so that it does not outlive the test."""
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("LABELER_TEST_MARK") == mark:
+                p.kill()
+        except (psutil.Error, OSError):
+            continue
+
+
+def test_two_nodes_one_engine_each_and_the_second_node_dies_midway(tiny_config, tmp_path, monkeypatch):
+    import uuid
+
     from ray.cluster_utils import Cluster
 
+    mark = uuid.uuid4().hex
+    monkeypatch.setenv("LABELER_TEST_MARK", mark)  # every process of the cluster inherits it
     n = 4000
     pairs = _pairs(tmp_path / "pairs.jsonl", n)
     out = tmp_path / "out"
@@ -81,7 +97,7 @@ def test_two_nodes_one_engine_each_and_the_second_node_dies_midway(tiny_config, 
         env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
         env.pop("RAY_ADDRESS", None)
         p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        parts = out / ".labeler"
+        parts = out / ".labeler" / ".work"
         seen: set = set()
         killed_at = None
         deadline = time.time() + 600
@@ -105,3 +121,4 @@ def test_two_nodes_one_engine_each_and_the_second_node_dies_midway(tiny_config, 
         assert last["rows_in"] == last["rows_out"] == n
     finally:
         cluster.shutdown()
+        _kill_marked(mark)
