@@ -25,7 +25,7 @@ from ..config import EngineConfig, GradeConfig
 from ..engines.base import GradeResult, call_engine
 from ..grading import PromptEncoder, build_prompt
 from ..prompts import load_template
-from ..readers import INPUT_ROW, PairsInput, read_corpus, table_stream
+from ..readers import INPUT_ROW, DatasetPairs, PairsInput, read_corpus, table_stream
 from ..schema import LABEL_FIELDS, pair_key
 
 
@@ -360,7 +360,7 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
         t = t.sort_by([(c, "ascending") for c in order])
         ds = dataset_of(t, engine.batch_size)
     else:
-        source = pairs if isinstance(pairs, PairsInput) else PairsInput(str(pairs))
+        source = pairs if isinstance(pairs, (PairsInput, DatasetPairs)) else PairsInput(str(pairs))
         source.check_columns(corpus is not None)
         s = scanned or scan(source)
         total, duplicates = s.rows, s.duplicates
