@@ -31,11 +31,20 @@ def is_dataset(path) -> bool:
                            or ((p / "state.json").is_file() and (p / "dataset_info.json").is_file()))
 
 
+def _quiet() -> None:
+    """`datasets`' progress bars only with -v: the command's own lines are its progress."""
+    import datasets
+
+    if not logging.getLogger("labeler").isEnabledFor(logging.DEBUG):
+        datasets.disable_progress_bars()
+
+
 def load(path: str, split: Optional[str] = None, subset: Optional[str] = None, revision: Optional[str] = None):
-    """The one split of a dataset to read (a `datasets.Dataset`); with several splits and none
+    """(the `datasets.Dataset` of the one split to read, its name); with several splits and none
     named, an error that lists them."""
     import datasets
 
+    _quiet()
     s = str(path)
     try:
         if s.startswith(HUB):
@@ -52,19 +61,19 @@ def load(path: str, split: Optional[str] = None, subset: Optional[str] = None, r
         if split not in ds:
             raise ValueError(f"dataset {s}: " + (f"no split {split!r}" if split else "several splits")
                              + f" (has {names}); name one with split in the config")
-        ds = ds[split]
-    elif split is not None and ds.split is not None and str(ds.split) != split:
+        return ds[split], split
+    if split is not None and ds.split is not None and str(ds.split) != split:
         raise ValueError(f"dataset {s}: holds the split {str(ds.split)!r}, not {split!r}")
-    return ds
+    return ds, str(ds.split) if ds.split is not None else "train"
 
 
 def fingerprint(ds) -> str:
-    """What the dataset holds, as `datasets` fingerprints it (the same for the same data files)."""
-    return str(ds._fingerprint)
+    """What the dataset holds: `datasets`' own fingerprint and the sizes of its data files."""
+    import hashlib
 
-
-def split_name(ds) -> str:
-    return str(ds.split) if ds.split is not None else "train"
+    files = sorted((Path(f["filename"]).name, Path(f["filename"]).stat().st_size) for f in ds.cache_files
+                   if Path(f["filename"]).is_file())
+    return hashlib.sha256(json.dumps([str(ds._fingerprint), files]).encode()).hexdigest()[:16]
 
 
 def renamed(ds, columns: dict[str, str], where: str):
@@ -86,6 +95,7 @@ def save(parquet: Path, dest: Path, card: str) -> int:
     import datasets
     from huggingface_hub import DatasetCard
 
+    _quiet()
     dest = Path(dest)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:6]}")
     cache = dest.with_name(f".{dest.name}.cache-{uuid.uuid4().hex[:6]}")
@@ -105,7 +115,7 @@ def save(parquet: Path, dest: Path, card: str) -> int:
 
 
 def card(*, title: str, model: str, teacher: Optional[str], agreement: Optional[dict], counts: dict,
-         manifest: dict, source: str) -> str:
+         manifest: dict, source: str, is_teacher: bool = False) -> str:
     """A dataset card (YAML metadata, then Markdown): the model, its teacher, the run's agreement
     figures and the label counts, so the labels say where they came from."""
     from huggingface_hub import DatasetCardData
@@ -116,9 +126,12 @@ def card(*, title: str, model: str, teacher: Optional[str], agreement: Optional[
     lines = [f"---\n{data.to_yaml()}\n---", f"# {title}", "",
              f"Graded relevance labels (0-3) written by `labeler` from `{source}`.", "",
              "## Model", "", f"- model: `{model}`",
+             "- this model is the teacher (`labeler judge`)" if is_teacher else
              f"- teacher: `{teacher}`" if teacher else "- teacher: unknown (the model is not the student of a labeler run)",
              "", "## Agreement with the teacher", ""]
-    if agreement:
+    if is_teacher:
+        lines[-3:] = []
+    elif agreement:
         lines += ["| measure | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in agreement.items() if not isinstance(v, (dict, list))]
     else:

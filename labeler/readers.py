@@ -175,10 +175,9 @@ class DatasetPairs:
 
         self.path = str(path)
         opts = dataset or _no_dataset_options()
-        ds = hfdatasets.load(self.path, opts.split, opts.subset, opts.revision)
+        ds, self.split = hfdatasets.load(self.path, opts.split, opts.subset, opts.revision)
         ds = hfdatasets.renamed(ds, dict(opts.columns), self.path)
         self.ds = ds.select_columns([c for c in RAW.names if c in ds.column_names])
-        self.split = hfdatasets.split_name(ds)
         self.files = [self.split]
         self.root = self.path
         self._fp = hfdatasets.fingerprint(ds)
@@ -518,7 +517,7 @@ def _corpus_table(path: str) -> pa.Table:
             if (stage / MANIFEST).is_file() and (stage / "data").is_dir():
                 return read_parts(stage / "data")
     if hfdatasets.is_dataset(path):
-        return hfdatasets.load(path).with_format("arrow")[:]
+        return hfdatasets.load(path)[0].with_format("arrow")[:]
     src = PairsInput(path)
     parts = []
     for f in src.files:

@@ -151,7 +151,9 @@ def _card(args, engine, m: dict) -> str:
     RUN/distill/artifacts/model); the label counts of this export."""
     from ..hfdatasets import card
 
-    model = str(args.model or engine.model)
+    model = str(getattr(args, "model", None) or engine.model)
+    if Path(model).expanduser().exists():
+        model = str(Path(model).expanduser().resolve())
     teacher = agreement = None
     run = _run_of(model) if args.cmd == "label" else None
     if run is not None:
@@ -159,8 +161,7 @@ def _card(args, engine, m: dict) -> str:
         agreement = (_manifest(run / "evaluate") or {}).get("metrics")
     what = "judgments" if args.cmd == "judge" else "labels"
     return card(title=f"labeler {what} of {Path(str(args.pairs)).name}", model=model,
-                teacher="(this model is the teacher)" if args.cmd == "judge" else teacher,
-                agreement=agreement, counts={"grade_counts": m.get("grade_counts")}, manifest=m,
+                teacher=teacher, is_teacher=args.cmd == "judge", agreement=agreement, counts={"grade_counts": m.get("grade_counts")}, manifest=m,
                 source=str(args.pairs))
 
 

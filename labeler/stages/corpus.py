@@ -43,8 +43,8 @@ def fingerprint(path: str, cfg: Optional[CorpusConfig] = None) -> str:
     index or a stage is reused only for the same corpus."""
     h = hashlib.sha256()
     if hfdatasets.is_dataset(path):
-        ds = _dataset(path, cfg)
-        h.update(json.dumps([hfdatasets.fingerprint(ds), hfdatasets.split_name(ds), ds.num_rows]).encode())
+        ds, split = _dataset(path, cfg)
+        h.update(json.dumps([hfdatasets.fingerprint(ds), split, ds.num_rows]).encode())
         return h.hexdigest()[:16]
     for f in corpus_files(path):
         h.update(f.name.encode())
@@ -90,9 +90,9 @@ def _dataset(path: str, cfg: Optional[CorpusConfig]):
     return hfdatasets.load(path, cfg and cfg.split, cfg and cfg.subset, cfg and cfg.revision)
 
 
-def _dataset_records(ds) -> Iterator[tuple[str, object]]:
+def _dataset_records(ds, split: str) -> Iterator[tuple[str, object]]:
     """(split[row], record) for every row of a dataset, read in Arrow batches."""
-    split, i = hfdatasets.split_name(ds), 0
+    i = 0
     for batch in ds.with_format("arrow").iter(batch_size=BATCH):
         for row in batch.to_pylist():
             yield f"{split}[{i}]", row
@@ -101,7 +101,7 @@ def _dataset_records(ds) -> Iterator[tuple[str, object]]:
 
 def _sources(cfg: CorpusConfig, path: str) -> Iterator[Iterator[tuple[str, object]]]:
     if hfdatasets.is_dataset(path):
-        yield _dataset_records(_dataset(path, cfg))
+        yield _dataset_records(*_dataset(path, cfg))
         return
     for f in corpus_files(path):
         yield _records(f, cfg.format if cfg.format != "auto" else file_format(f))
