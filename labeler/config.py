@@ -98,6 +98,10 @@ class EngineConfig(_Strict):
     mode: Literal["requests", "batch"] = "requests"
     batch_poll_s: float = Field(30.0, gt=0, description="seconds between polls of a submitted batch")
     batch_window: Literal["24h"] = "24h"
+    # Where the ids of submitted batches are kept (batches.sqlite), so that a restarted run polls
+    # the batch it paid for instead of submitting it again. None: the grading stage's work folder
+    # (outside a stage: next to the request cache).
+    batch_dir: Optional[str] = None
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(3, ge=0)
     # A reply that is not a grade is asked again (sampling at temperature 0.3) this many times.
@@ -115,7 +119,8 @@ class EngineConfig(_Strict):
 ENGINE_RUNTIME_FIELDS = frozenset({
     "max_num_seqs", "kv_cache_gib", "gpu_memory_utilization", "tensor_parallel_size", "enable_prefix_caching",
     "max_num_batched_tokens", "block_size", "cpu_threads", "batch_size", "num_actors", "cpus_per_actor",
-    "gpus_per_actor", "max_restarts", "concurrency", "mode", "batch_poll_s", "batch_window", "timeout_s", "max_retries", "request_cache", "request_cache_path",
+    "gpus_per_actor", "max_restarts", "concurrency", "mode", "batch_poll_s", "batch_window", "batch_dir",
+    "timeout_s", "max_retries", "request_cache", "request_cache_path",
 })
 
 
