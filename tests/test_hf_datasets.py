@@ -132,3 +132,26 @@ def test_judge_a_dataset_into_a_dataset_with_its_card(tmp_path):
         assert r4.returncode == 2 and "give hf:DIR" in r4.stderr
     finally:
         t.server.close()
+
+
+def test_a_hub_id_takes_the_same_path(tmp_path, monkeypatch):
+    """hf://datasets/ORG/NAME goes to `datasets.load_dataset` with the config's split, subset and
+    revision, and its columns are mapped as for a saved dataset (the hub itself is not reachable
+    here: load_dataset answers with a dataset built in the test)."""
+    from labeler.config import DatasetInput
+    from labeler.readers import DatasetPairs
+
+    rows = [{"qid": "q1", "question": "vpn", "pid": DOCS[0]["doc_id"], "passage": DOCS[0]["text"][:100]}]
+    seen = {}
+
+    def load_dataset(repo, name=None, split=None, revision=None):
+        seen.update(repo=repo, name=name, split=split, revision=revision)
+        return datasets.Dataset.from_list(rows, split=datasets.NamedSplit(split))
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    opts = DatasetInput(split="test", subset="en", revision="v1",
+                        columns={"query_id": "qid", "query": "question", "doc_id": "pid", "text": "passage"})
+    p = DatasetPairs("hf://datasets/org/pairs", opts)
+    assert seen == {"repo": "org/pairs", "name": "en", "split": "test", "revision": "v1"}
+    assert p.split == "test" and p.ds.to_list() == [{"query_id": "q1", "query": "vpn", "doc_id": DOCS[0]["doc_id"],
+                                                     "text": DOCS[0]["text"][:100]}]

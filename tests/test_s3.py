@@ -141,6 +141,7 @@ def _pairs_parts(s3, prefix: str, files: int, rows: int) -> int:
     return files * rows
 
 
+@pytest.mark.slow
 def test_judge_streams_s3_parts_and_a_killed_run_resumes_from_the_bucket(s3, tmp_path):
     """`labeler judge --pairs s3://.../folder --out s3://...`: a folder of Parquet parts streamed
     through Ray Data from the bucket; the work folder is mirrored there, so a run SIGKILLed midway
