@@ -31,6 +31,29 @@ class RayConfig(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
 
 
+class StorageConfig(_Strict):
+    """How s3:// URIs are reached. Credentials are not settings: they come from the standard AWS
+    chain (environment, ~/.aws files, an instance role), so no config or manifest holds one."""
+
+    # An S3-compatible server instead of AWS: MinIO, Ceph, ... e.g. http://minio.internal:9000.
+    # None: AWS, or AWS_ENDPOINT_URL when set.
+    endpoint_override: Optional[str] = None
+    # None: the bucket's own region (looked up), else AWS_DEFAULT_REGION.
+    region: Optional[str] = None
+
+
+class DatasetInput(_Strict):
+    """How a Hugging Face dataset given as `--pairs` (a `save_to_disk` folder or
+    hf://datasets/ORG/NAME) is read: which split and subset, and which of its columns are the
+    pairs' fields (`columns: {query: question, text: passage}`; unnamed fields keep their names)."""
+
+    split: Optional[str] = Field(None, description="default: the only split, else an error naming them")
+    subset: Optional[str] = Field(None, description="the dataset's configuration name, if it has several")
+    revision: Optional[str] = None
+    columns: dict[Literal["query_id", "query", "doc_id", "title", "text", "doc_meta", "source", "split",
+                          "bm25_rank", "bm25_score"], str] = Field(default_factory=dict)
+
+
 class EngineConfig(_Strict):
     """An LLM backend and how many copies of it to run."""
 
@@ -73,6 +96,15 @@ class EngineConfig(_Strict):
     base_url: Optional[str] = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = Field(8, ge=1)
+    # requests: one chat-completions call per pair; batch: each engine batch of pairs is one
+    # OpenAI Batch API job (a JSONL file uploaded, polled, its results read back), at batch prices.
+    mode: Literal["requests", "batch"] = "requests"
+    batch_poll_s: float = Field(30.0, gt=0, description="seconds between polls of a submitted batch")
+    batch_window: Literal["24h"] = "24h"
+    # Where the ids of submitted batches are kept (batches.sqlite), so that a restarted run polls
+    # the batch it paid for instead of submitting it again. None: the grading stage's work folder
+    # (outside a stage: next to the request cache).
+    batch_dir: Optional[str] = None
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(3, ge=0)
     # A reply that is not a grade is asked again (sampling at temperature 0.3) this many times.
@@ -90,7 +122,8 @@ class EngineConfig(_Strict):
 ENGINE_RUNTIME_FIELDS = frozenset({
     "max_num_seqs", "kv_cache_gib", "gpu_memory_utilization", "tensor_parallel_size", "enable_prefix_caching",
     "max_num_batched_tokens", "block_size", "cpu_threads", "batch_size", "num_actors", "cpus_per_actor",
-    "gpus_per_actor", "resources_per_actor", "max_restarts", "concurrency", "timeout_s", "max_retries", "request_cache", "request_cache_path",
+    "gpus_per_actor", "resources_per_actor", "max_restarts", "concurrency", "mode", "batch_poll_s", "batch_window",
+    "batch_dir", "timeout_s", "max_retries", "request_cache", "request_cache_path",
 })
 
 
@@ -107,6 +140,8 @@ def identity(model: BaseModel) -> Any:
 
 
 class CorpusConfig(_Strict):
+    # JSONL/Parquet files or a folder of them, a storage URI, a Hugging Face dataset saved with
+    # `save_to_disk`, or hf://datasets/ORG/NAME (id_field, text_field, title_field map its columns).
     path: str
     format: Literal["auto", "jsonl", "parquet"] = "auto"
     id_field: str = "doc_id"
@@ -116,6 +151,10 @@ class CorpusConfig(_Strict):
     min_chars: int = Field(20, ge=1)
     max_chars: int = Field(1_000_000, ge=1)
     limit: Optional[int] = Field(None, ge=1, description="read only the first N documents")
+    # A Hugging Face dataset: its split (default: the only one) and subset (configuration name).
+    split: Optional[str] = None
+    subset: Optional[str] = None
+    revision: Optional[str] = None
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -360,6 +399,7 @@ class Config(_Strict):
     name: str = "labeler"
     seed: int = 13
     ray: RayConfig = Field(default_factory=RayConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     corpus: CorpusConfig
     synthesize: SynthesizeConfig
     mine: MineConfig = Field(default_factory=MineConfig)
@@ -367,6 +407,8 @@ class Config(_Strict):
     distill: DistillConfig = Field(default_factory=GenerativeStudentConfig)
     label: LabelConfig = Field(default_factory=LabelConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    # `--pairs` that name a Hugging Face dataset (split, subset, column mapping).
+    pairs: DatasetInput = Field(default_factory=DatasetInput)
 
     # Where relative paths in the file are resolved from (the config file's folder's project root).
     base_dir: Optional[str] = Field(None, exclude=True)

@@ -30,9 +30,9 @@ class Pipeline:
     """Runs stages in order, skipping those whose published output has the current fingerprint.
     It is also the context a stage's run step gets (labeler.stages.base)."""
 
-    def __init__(self, cfg: Config, out: str | Path, *, force: bool = False, log=None):
+    def __init__(self, cfg: Config, out: str | Path, *, force: bool = False, log=None, on_write=None):
         self.cfg = cfg
-        self.store = RunStore(out)
+        self.store = RunStore(out, on_write=on_write)
         self.force = force
         self.log = log or logging.getLogger(__name__).info
         self._fp: dict[str, str] = {}
@@ -143,7 +143,8 @@ def format_summary(summary: dict) -> str:
     if ag:
         keys = ["n_labeled", "coverage", "accuracy", "cohen_kappa", "weighted_kappa", "krippendorff_alpha", "spearman"]
         lines.append("student vs teacher on held-out pairs: " + ", ".join(f"{k}={_fmt(ag.get(k))}" for k in keys))
-    lines.append(f"summary: {Path(summary['out']) / 'summary.json'}")
+    out = str(summary["out"])
+    lines.append(f"summary: {out.rstrip('/') + '/summary.json' if '://' in out else Path(out) / 'summary.json'}")
     return "\n".join(lines)
 
 

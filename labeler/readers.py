@@ -51,10 +51,16 @@ class PairsInput:
         import pyarrow.fs as pafs
 
         if "://" in self.path:
-            self.fs, root = pafs.FileSystem.from_uri(self.path)
+            from .storage import StorageError, explain, filesystem
+
+            self.fs, root = filesystem(self.path)
+            try:
+                info = self.fs.get_file_info(root)
+            except OSError as e:
+                raise StorageError(explain(e, self.path)) from None
         else:
             self.fs, root = pafs.LocalFileSystem(), str(Path(self.path).expanduser().resolve())
-        info = self.fs.get_file_info(root)
+            info = self.fs.get_file_info(root)
         if info.type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"pairs {self.path} not found")
         if info.type == pafs.FileType.Directory:
@@ -153,6 +159,83 @@ class PairsInput:
 
         # A read task's default of one CPU would wait forever beside an engine pool on 2 cores.
         return ray.data.read_datasource(_datasource(self.files, self.fs, self.root, rows_per_block), num_cpus=0.25)
+
+
+ROW = "__labeler_row"  # a dataset row's position, carried through Ray Data for its input_row
+
+
+class DatasetPairs:
+    """Pairs from a Hugging Face dataset (labeler.hfdatasets): the same interface as PairsInput.
+
+    The keys pre-pass iterates the dataset in Arrow batches in the driver; the grading stream
+    gets it through Ray Data's `from_huggingface`. A row's input_row is "split[row]"."""
+
+    def __init__(self, path: str, dataset=None):
+        from . import hfdatasets
+
+        self.path = str(path)
+        opts = dataset or _no_dataset_options()
+        ds, self.split = hfdatasets.load(self.path, opts.split, opts.subset, opts.revision)
+        ds = hfdatasets.renamed(ds, dict(opts.columns), self.path)
+        self.ds = ds.select_columns([c for c in RAW.names if c in ds.column_names])
+        self.files = [self.split]
+        self.root = self.path
+        self._fp = hfdatasets.fingerprint(ds)
+
+    def name(self, path: str) -> str:
+        return path
+
+    def fingerprint(self, hash_up_to: int = HASH_UP_TO) -> dict:
+        return {self.split: {"dataset": self._fp, "rows": self.ds.num_rows}}
+
+    def unchanged_rows(self, before: dict) -> dict[str, Optional[int]]:
+        return {self.split: None} if before.get(self.split) == self.fingerprint()[self.split] else {}
+
+    def check_columns(self, have_corpus: bool) -> None:
+        if not self.ds.num_rows:
+            return
+        cols = self.ds.column_names
+        need = [c for c in REQUIRED if not (c == "text" and have_corpus)]
+        missing = [c for c in need if c not in cols]
+        if missing:
+            raise ValueError(f"{self.path}: the dataset lacks the pairs' fields {missing} (has {cols}); map its "
+                             f"columns with pairs.columns in the config"
+                             f"{'' if have_corpus else ', or give --corpus to join the text by doc_id'}")
+
+    def blocks(self, columns: Optional[list[str]] = None) -> Iterator[pa.Table]:
+        cols = [c for c in (columns or RAW.names) if c in self.ds.column_names]
+        offset = 0
+        for t in self.ds.select_columns(cols).with_format("arrow").iter(batch_size=ROWS_PER_BLOCK):
+            yield _stream_table(t, [f"{self.split}[{i}]" for i in range(offset, offset + t.num_rows)])
+            offset += t.num_rows
+
+    def dataset(self, rows_per_block: int = ROWS_PER_BLOCK):
+        """The rows as a Ray Data dataset (`ray.data.from_huggingface`), in the STREAM schema."""
+        import numpy as np
+        import ray
+
+        ds = self.ds.add_column(ROW, np.arange(self.ds.num_rows, dtype=np.int64))
+        return ray.data.from_huggingface(ds).map_batches(
+            _dataset_block, fn_kwargs={"split": self.split}, batch_size=rows_per_block, batch_format="pyarrow",
+            num_cpus=0.25)
+
+
+def _no_dataset_options():
+    from .config import DatasetInput
+    return DatasetInput()
+
+
+def _dataset_block(t: pa.Table, split: str) -> pa.Table:
+    rows = t.column(ROW).to_pylist()
+    return _stream_table(t.drop_columns([ROW]), [f"{split}[{i}]" for i in rows])
+
+
+def open_pairs(path: str, dataset=None):
+    """The reader for `--pairs PATH`: a Hugging Face dataset (read with the config's `pairs`
+    options, `dataset`), else JSONL/Parquet files."""
+    from . import hfdatasets
+
+    return DatasetPairs(path, dataset) if hfdatasets.is_dataset(path) else PairsInput(path)
 
 
 def _local_fs():
@@ -411,30 +494,9 @@ def table_stream(pairs: pa.Table) -> pa.Table:
 
 
 def read_corpus(path: str) -> pa.Table:
-    """doc_id, title, text, doc_meta of a docs JSONL/Parquet file or folder, or of a finished
-    run's corpus stage (a run folder or its corpus/ folder)."""
-    from .store import MANIFEST, read_parts
-
-    p = Path(path)
-    for stage in (p, p / "corpus"):
-        if (stage / MANIFEST).is_file() and (stage / "data").is_dir():
-            t = read_parts(stage / "data")
-            break
-    else:
-        src = PairsInput(path)
-        parts = []
-        for f in src.files:
-            if file_format(f) == "parquet":
-                import pyarrow.parquet as pq
-                parts.append(pq.read_table(f, filesystem=src.fs))
-            else:
-                import pyarrow.json as pj
-                with src.fs.open_input_stream(f, compression="detect") as fh:
-                    try:
-                        parts.append(pj.read_json(fh))
-                    except pa.ArrowInvalid as e:
-                        raise ValueError(f"corpus {f}: not readable as JSON lines ({e})") from None
-        t = pa.concat_tables(parts, promote_options="permissive")
+    """doc_id, title, text, doc_meta of a docs JSONL/Parquet file or folder, a Hugging Face dataset
+    (labeler.hfdatasets), or a finished run's corpus stage (a run folder or its corpus/ folder)."""
+    t = _corpus_table(path)
     if "doc_id" not in t.column_names or "text" not in t.column_names:
         raise ValueError(f"corpus {path}: needs doc_id and text columns (has {t.column_names})")
     meta_cols = [c for c in ("author", "space", "doc_type", "last_modified") if c in t.column_names]
@@ -443,6 +505,33 @@ def read_corpus(path: str) -> pa.Table:
     return pa.table({"doc_id": t.column("doc_id").cast(pa.string()), "text": t.column("text").cast(pa.string()),
                      "title": t.column("title").cast(pa.string()) if "title" in t.column_names else pa.nulls(t.num_rows, pa.string()),
                      "doc_meta": pa.array(meta, pa.string()) if meta is not None else pa.nulls(t.num_rows, pa.string())})
+
+
+def _corpus_table(path: str) -> pa.Table:
+    from . import hfdatasets
+    from .store import MANIFEST, read_parts
+
+    p = Path(path)
+    if "://" not in str(path):
+        for stage in (p, p / "corpus"):
+            if (stage / MANIFEST).is_file() and (stage / "data").is_dir():
+                return read_parts(stage / "data")
+    if hfdatasets.is_dataset(path):
+        return hfdatasets.load(path)[0].with_format("arrow")[:]
+    src = PairsInput(path)
+    parts = []
+    for f in src.files:
+        if file_format(f) == "parquet":
+            import pyarrow.parquet as pq
+            parts.append(pq.read_table(f, filesystem=src.fs))
+        else:
+            import pyarrow.json as pj
+            with src.fs.open_input_stream(f, compression="detect") as fh:
+                try:
+                    parts.append(pj.read_json(fh))
+                except pa.ArrowInvalid as e:
+                    raise ValueError(f"corpus {f}: not readable as JSON lines ({e})") from None
+    return pa.concat_tables(parts, promote_options="permissive")
 
 
 KNOWN_META = ("author", "space", "doc_type", "last_modified")

@@ -7,6 +7,11 @@ whose manifest differs from the URI's are copied up. Upload order keeps the stor
 object stores that have no rename: the old manifest is deleted first and the new one written last,
 so a stage folder at the URI that has a manifest is always complete.
 
+The work folder of a running stage is mirrored too: each part file is uploaded once it is whole
+(object stores write an object whole or not at all), and a run starts by downloading the parts
+an earlier attempt left, so a stage killed on one machine resumes on another without redoing or
+repeating a row. URIs are opened through labeler.storage (S3 endpoint settings, one-line errors).
+
 A plain local path (no scheme) is used directly, without staging.
 
 On a multi-node cluster the staging folder must be visible at the same path on every node (the
@@ -35,7 +40,9 @@ class NotPublishedError(RuntimeError):
 
 
 def is_uri(s: str) -> bool:
-    return "://" in str(s)
+    """A storage URI (s3://, gs://, file://); a Hugging Face dataset id (hf://datasets/...) is read
+    by `datasets`, not staged."""
+    return "://" in str(s) and not str(s).startswith("hf://")
 
 
 def staging_root() -> Path:
@@ -71,16 +78,35 @@ class RemoteRun:
         if filesystem is not None:
             self.fs, self.base = filesystem, _split_uri(self.uri)
         else:
-            from pyarrow.fs import FileSystem
-            self.fs, self.base = FileSystem.from_uri(self.uri.rstrip("/"))
+            from .storage import check_writable, filesystem as open_fs
+
+            self.fs, self.base = open_fs(self.uri)
             self.base = self.base.rstrip("/")
+            check_writable(self.uri)  # a missing bucket or a denied write: one line, before any work
         # Keyed by the URI, so a rerun on the same machine (or shared volume) reuses what it has.
         key = hashlib.sha256(self.uri.rstrip("/").encode()).hexdigest()[:12]
         self.local = Path(staging) if staging else staging_root() / key
         self.local.mkdir(parents=True, exist_ok=True)
 
     # -- paths and manifests ------------------------------------------------------------------
+    def _guard(self, doing: str):
+        """Object-store errors inside the block become one StorageError line naming the URI."""
+        from contextlib import contextmanager
+
+        from .storage import StorageError, explain
+
+        @contextmanager
+        def cm():
+            try:
+                yield
+            except (StorageError, FileNotFoundError):
+                raise
+            except OSError as e:
+                raise StorageError(explain(e, self.uri, doing)) from None
+        return cm()
+
     def _rpath(self, *parts: str) -> str:
+        parts = tuple(p for p in parts if p)
         return "/".join([self.base, *parts]) if self.base else "/".join(parts)
 
     def remote_manifest(self, stage: str) -> Optional[dict]:
@@ -102,9 +128,10 @@ class RemoteRun:
 
         if not self.remote:
             return sorted(p.parent.name for p in self.local.glob(f"*/{MANIFEST}"))
-        infos = self.fs.get_file_info(FileSelector(self.base, allow_not_found=True, recursive=False))
-        return sorted(i.base_name for i in infos if i.type == FileType.Directory
-                      and self.fs.get_file_info(self._rpath(i.base_name, MANIFEST)).type == FileType.File)
+        with self._guard("listing"):
+            infos = self.fs.get_file_info(FileSelector(self.base, allow_not_found=True, recursive=False))
+            return sorted(i.base_name for i in infos if i.type == FileType.Directory
+                          and self.fs.get_file_info(self._rpath(i.base_name, MANIFEST)).type == FileType.File)
 
     # -- sync ---------------------------------------------------------------------------------
     def pull(self) -> list[str]:
@@ -139,6 +166,10 @@ class RemoteRun:
         """Replace `<uri>/<stage>/` with the staged stage folder; the manifest goes last."""
         if not self.remote:
             return
+        with self._guard(f"uploading {stage}"):
+            self._push(stage)
+
+    def _push(self, stage: str) -> None:
         from pyarrow.fs import FileType, LocalFileSystem, copy_files
 
         src = self.local / stage
@@ -161,7 +192,8 @@ class RemoteRun:
         self.log(f"[remote] pushed {stage} to {self.uri}")
 
     def push_changed(self) -> list[str]:
-        """Push every staged stage whose manifest differs from the URI's (new or redone stages)."""
+        """Push every staged stage whose manifest differs from the URI's (new or redone stages),
+        then drop the URI's copy of its finished work folder."""
         if not self.remote:
             return []
         pushed = []
@@ -169,12 +201,60 @@ class RemoteRun:
             stage = p.parent.name
             if self.local_manifest(stage) != self.remote_manifest(stage):
                 self.push(stage)
+                self.delete_tree(f".work/{stage}-{self.local_manifest(stage).get('fingerprint')}")
                 pushed.append(stage)
         if (self.local / SUMMARY).is_file():
-            from pyarrow.fs import LocalFileSystem, copy_files
-            copy_files(str(self.local / SUMMARY), self._rpath(SUMMARY), source_filesystem=LocalFileSystem(),
-                       destination_filesystem=self.fs)
+            self.push_file(self.local / SUMMARY)
         return pushed
+
+    # -- single files and work folders --------------------------------------------------------
+    def push_file(self, path: Path) -> None:
+        """Upload one staged file to the same place under the URI (a part, once it is whole)."""
+        if not self.remote:
+            return
+        from pyarrow.fs import LocalFileSystem, copy_files
+
+        rel = Path(path).relative_to(self.local).as_posix()
+        with self._guard(f"uploading {rel}"):
+            try:
+                copy_files(str(path), self._rpath(rel), source_filesystem=LocalFileSystem(), destination_filesystem=self.fs)
+            except FileNotFoundError:  # a file system with real folders (file://) needs the parent first
+                self.fs.create_dir(self._rpath(rel).rsplit("/", 1)[0], recursive=True)
+                copy_files(str(path), self._rpath(rel), source_filesystem=LocalFileSystem(), destination_filesystem=self.fs)
+
+    def pull_tree(self, rel: str) -> int:
+        """Download the files under `<uri>/<rel>` that the staging folder lacks (part names are
+        unique and parts never change, so a file present is the same file); returns how many."""
+        if not self.remote:
+            return 0
+        from pyarrow.fs import FileSelector
+
+        n = 0
+        root = self._rpath(rel)
+        with self._guard(f"downloading {rel}"):
+            for info in self.fs.get_file_info(FileSelector(root, allow_not_found=True, recursive=True)):
+                name = info.path[len(root):].lstrip("/")
+                if not info.is_file or any(p.startswith(".") and p != ".work" for p in name.split("/")):
+                    continue  # temporary files, never whole parts
+                dest = self.local / rel / name
+                if dest.is_file() and dest.stat().st_size == info.size:
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:6]}.tmp")
+                with self.fs.open_input_stream(info.path) as src, open(tmp, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 22)
+                os.replace(tmp, dest)
+                n += 1
+        return n
+
+    def delete_tree(self, rel: str) -> None:
+        if not self.remote:
+            return
+        from pyarrow.fs import FileType
+
+        with self._guard(f"deleting {rel}"):
+            if self.fs.get_file_info(self._rpath(rel)).type == FileType.Directory:
+                self.fs.delete_dir(self._rpath(rel))
 
 
 def fetch_input(uri: str, dest_root: Path) -> Path:
@@ -182,13 +262,18 @@ def fetch_input(uri: str, dest_root: Path) -> Path:
 
     File names are kept: the corpus fingerprint hashes names and contents, not the folder.
     """
-    from pyarrow.fs import FileSystem, FileType, LocalFileSystem, copy_files
+    from pyarrow.fs import FileType, LocalFileSystem, copy_files
+
+    from .storage import StorageError, explain, filesystem
 
     dest = Path(dest_root) / hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:12]
     if dest.exists():
         return dest
-    fs, path = FileSystem.from_uri(uri)
-    info = fs.get_file_info(path)
+    fs, path = filesystem(uri)
+    try:
+        info = fs.get_file_info(path)
+    except OSError as e:
+        raise StorageError(explain(e, uri)) from None
     if info.type == FileType.NotFound:
         raise FileNotFoundError(f"{uri} not found")
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:6]}")
@@ -209,9 +294,13 @@ def run_pipeline(cfg, out: str, *, until: Optional[str] = None, only: Optional[l
     from .pipeline import STAGES, UPSTREAM, Pipeline
 
     t0 = time.time()
+    if is_uri(cfg.corpus.path):
+        cfg.corpus.path = str(fetch_input(cfg.corpus.path, staging_root() / "inputs"))
     run = RemoteRun(out, staging=staging, filesystem=filesystem, log=log)
     run.pull()
-    pipe = Pipeline(cfg, run.local, force=force, log=log)
+    if run.pull_tree(".work"):
+        run.log(f"[remote] downloaded the unfinished work at {out}/.work: resumed, not redone")
+    pipe = Pipeline(cfg, run.local, force=force, log=log, on_write=run.push_file if run.remote else None)
     stages = STAGES[: STAGES.index(until) + 1] if until else list(STAGES)
     if only:
         stages = [s for s in stages if s in only]
@@ -238,6 +327,7 @@ def job_main(argv: list[str], stage: Optional[str] = None) -> int:
     """Entrypoint of jobs/<stage>.py: run the pipeline up to `stage` (or all) against `--out URI`."""
     from .config import ConfigError, dotted_override, load_config, merge_dicts
     from .pipeline import STAGES
+    from .storage import StorageError
 
     ap = argparse.ArgumentParser(prog=f"jobs/{stage or 'pipeline'}.py",
                                  description="Ray Job entrypoint: finished stages at --out are skipped.")
@@ -264,11 +354,11 @@ def job_main(argv: list[str], stage: Optional[str] = None) -> int:
             cfg.ray.address = "auto"
         # The job's runtime_env and init_ray's may name the same env vars (same values): allow it.
         os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
-        if is_uri(cfg.corpus.path):
-            cfg.corpus.path = str(fetch_input(cfg.corpus.path, staging_root() / "inputs"))
+        from .storage import configure
+        configure(cfg.storage)
         summary = run_pipeline(cfg, args.out, until=getattr(args, "until", None) or stage,
                                only=[stage] if getattr(args, "only", False) else None, force=args.force)
-    except (ConfigError, FileNotFoundError, ValueError, NotPublishedError) as e:  # others: traceback, exit 1
+    except (ConfigError, FileNotFoundError, ValueError, NotPublishedError, StorageError) as e:  # others: traceback, exit 1
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     from .pipeline import format_summary

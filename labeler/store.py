@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,6 +55,9 @@ class StageWriter:
     started: float = field(default_factory=time.time)
     _seq: int = 0
     engine: dict = field(default_factory=dict)  # the engines' counters of this attempt (runner.EngineCounters)
+    # Called with each part file once it is whole (a remote run mirrors the work folder with it,
+    # so an attempt killed on one machine resumes on another).
+    on_write: Optional[Callable[[Path], None]] = None
 
     def __post_init__(self):
         (self.work / "data").mkdir(parents=True, exist_ok=True)
@@ -74,12 +77,18 @@ class StageWriter:
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
-            _write_atomic(table.cast(self.schema), self.work / "data" / self._name())
+            self.put(table.cast(self.schema), self.work / "data" / self._name())
 
     def reject(self, table_or_rows) -> None:
         t = table_or_rows if isinstance(table_or_rows, pa.Table) else pa.Table.from_pylist(list(table_or_rows), schema=REJECTED)
         if t.num_rows:
-            _write_atomic(t.cast(REJECTED), self.work / "rejected" / self._name())
+            self.put(t.cast(REJECTED), self.work / "rejected" / self._name())
+
+    def put(self, table: pa.Table, path: Path) -> None:
+        """One whole part file at `path`, then on_write."""
+        _write_atomic(table, path)
+        if self.on_write is not None:
+            self.on_write(path)
 
     def done_keys(self, key_fn) -> set:
         """Keys of input rows already accounted for (written or rejected) by an earlier attempt."""
@@ -160,9 +169,10 @@ class StageWriter:
 class RunStore:
     """The output folder of one pipeline run: one subfolder per finished stage."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, on_write: Optional[Callable[[Path], None]] = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.on_write = on_write  # handed to every writer (StageWriter.on_write)
 
     def path(self, stage: str) -> Path:
         return self.root / stage
@@ -177,7 +187,7 @@ class RunStore:
 
     def writer(self, stage: str, fingerprint: str, schema: pa.Schema) -> StageWriter:
         work = self.root / ".work" / f"{stage}-{fingerprint}"
-        return StageWriter(stage, fingerprint, work, self.path(stage), schema)
+        return StageWriter(stage, fingerprint, work, self.path(stage), schema, on_write=self.on_write)
 
     def reopen(self, stage: str, fingerprint: str, schema: pa.Schema, keep, key) -> tuple[StageWriter, int, int]:
         """A work folder for `fingerprint` that starts with the rows of the published output that
@@ -198,13 +208,13 @@ class RunStore:
             if k.num_rows:
                 failed = k.filter(pc.not_equal(k.column("status"), "ok")) if "status" in k.column_names else k.slice(0, 0)
                 kept_keys.append(key(failed))
-                _write_atomic(k.cast(schema), w.work / "data" / f.name)
+                w.put(k.cast(schema), w.work / "data" / f.name)
         keys = pa.chunked_array(kept_keys, pa.string()) if kept_keys else pa.chunked_array([], pa.string())
         for f in sorted((self.path(stage) / "rejected").glob("part-*.parquet")):
             t = pq.read_table(f)
             t = t.filter(pc.is_in(t.column("key"), value_set=keys.combine_chunks()))
             if t.num_rows:
-                _write_atomic(t.cast(REJECTED), w.work / "rejected" / f.name)
+                w.put(t.cast(REJECTED), w.work / "rejected" / f.name)
         w._seq = 1 if kept else 0
         return w, kept, dropped
 

@@ -36,7 +36,14 @@ def test_validate_prints_defaults():
 
 @pytest.mark.slow
 def test_labeler_run_end_to_end(tiny_config, tmp_path):
+    """The whole pipeline from a corpus given as a Hugging Face dataset (save_to_disk), ending with
+    the student's labels of the held-out pairs written as a dataset with its card."""
+    import datasets
+
     _, cfg_path = tiny_config
+    docs = [json.loads(line) for line in (ROOT / "data/demo/docs.jsonl").read_text().splitlines()]
+    datasets.Dataset.from_list(docs).save_to_disk(str(tmp_path / "docs-dataset"))
+    cfg_path.write_text(cfg_path.read_text().replace(str(ROOT / "data/demo/docs.jsonl"), str(tmp_path / "docs-dataset")))
     out = tmp_path / "run"
     r = _run(["run", str(cfg_path), "--out", str(out)], timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -60,6 +67,37 @@ def test_labeler_run_end_to_end(tiny_config, tmp_path):
     r2 = _run(["run", str(cfg_path), "--out", str(out)], timeout=300)
     assert r2.returncode == 0 and r2.stderr.count("up to date") == 7
     assert time.time() - t < 60
+    _label_a_dataset_into_a_dataset(cfg_path, out, tmp_path)
+
+
+def _label_a_dataset_into_a_dataset(cfg_path, out, tmp_path):
+    """`labeler label --pairs DATASET --export hf:DIR` with the run's student: the same grades the
+    label stage gave the same pairs, and a card naming the student, its teacher and the run's
+    agreement figures."""
+    import datasets
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    mined = pq.read_table(out / "mine" / "data")
+    heldout = mined.filter(pc.equal(mined.column("split"), "heldout"))
+    datasets.Dataset(heldout).save_to_disk(str(tmp_path / "heldout"))
+    student = out / "distill" / "artifacts" / "model"
+    r = _run(["label", str(cfg_path), "--model", str(student), "--pairs", str(tmp_path / "heldout"),
+              "--out", str(tmp_path / "labeled"), "--export", f"hf:{tmp_path / 'labels-dataset'}"], timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ds = datasets.load_from_disk(str(tmp_path / "labels-dataset"))
+    assert ds.num_rows == heldout.num_rows
+    stage = {(x["query_id"], x["doc_id"]): x for x in pq.read_table(out / "label" / "data").to_pylist()}
+    same = [stage[(x["query_id"], x["doc_id"])]["grade"] == x["grade"] for x in ds]
+    assert sum(same) >= 0.95 * len(same), f"{sum(same)} of {len(same)} grades as the label stage gave"
+    card = (tmp_path / "labels-dataset" / "README.md").read_text()
+    judge = json.loads((out / "judge" / "_manifest.json").read_text())
+    metrics = json.loads((out / "evaluate" / "_manifest.json").read_text())["metrics"]
+    assert f"- model: `{student.resolve()}`" in card and f"- teacher: `{judge['model']}`" in card
+    assert f"| n_labeled | {metrics['n_labeled']} |" in card
+    label = json.loads((tmp_path / "labeled" / "_manifest.json").read_text())
+    for g, n in label["grade_counts"].items():
+        assert f"| {g} | {n:,} |" in card
 
 
 @pytest.mark.slow

@@ -18,7 +18,8 @@ log = logging.getLogger("labeler")
 
 def _common(p: argparse.ArgumentParser, out_required: bool = False):
     p.add_argument("config", help="YAML config (see configs/demo.yaml)")
-    p.add_argument("--out", required=out_required, help="run folder (default: out/<config name>)")
+    p.add_argument("--out", required=out_required, help="run folder, or a storage URI such as s3://BUCKET/run "
+                                                        "(default: out/<config name>)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set synthesize.seed_docs=10")
     p.add_argument("--force", action="store_true", help="redo the stages even when their output is up to date")
@@ -40,6 +41,8 @@ def _pairs_args(p: argparse.ArgumentParser):
                                    "doc_id, text [, title]; streamed, any size")
     p.add_argument("--corpus", help="docs JSONL/Parquet, or a run with a corpus stage: the text of pairs "
                                     "that give only query_id, query, doc_id")
+    p.add_argument("--export", metavar="hf:DIR", help="also write the rows as a Hugging Face dataset "
+                                                      "(save_to_disk) with a dataset card, at DIR")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +145,13 @@ def _main(argv: list[str]) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        from ..storage import StorageError
+
+        if not isinstance(e, StorageError):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 def _load(args):
@@ -177,22 +187,34 @@ def _dispatch(args) -> int:
             print(f"error: {p}", file=sys.stderr)
         return 2 if problems else 0
     cfg = _load(args)
-    out = Path(args.out or Path("out") / cfg.name)
+    from ..remote import is_uri
+    from ..storage import configure
+
+    configure(cfg.storage)
+    out = args.out if args.out and is_uri(args.out) else Path(args.out or Path("out") / cfg.name)
     if args.cmd in ("judge", "label") and args.pairs:
         from .grade import standalone
 
         return standalone(args, cfg, out)
+    if getattr(args, "export", None):
+        raise ValueError("--export goes with --pairs (judge|label --pairs ... --export hf:DIR)")
     if args.cmd == "distill" and (args.judgments or args.calibrate_on):
         if not args.judgments:
             raise ValueError("--calibrate-on goes with --judgments (a pipeline run calibrates on its held-out pairs)")
         from .distill import standalone_distill
 
+        if is_uri(out):
+            raise ValueError("distill --judgments writes a local folder: give --out a path (copy it up after)")
         return standalone_distill(args, cfg, out)
-    from ..pipeline import Pipeline
-
-    pipe = Pipeline(cfg, out, force=args.force)
     until = getattr(args, "until", None) if args.cmd == "run" else args.cmd
-    summary = pipe.run(until=until)
+    if is_uri(out) or is_uri(cfg.corpus.path):  # staged, pushed after each stage (labeler.remote)
+        from ..remote import run_pipeline
+
+        summary = run_pipeline(cfg, str(out), until=until, force=args.force, log=log.info)
+    else:
+        from ..pipeline import Pipeline
+
+        summary = Pipeline(cfg, out, force=args.force).run(until=until)
     _quiet_ray()
     print_summary(summary)
     return 0

@@ -11,7 +11,7 @@ from ..config import EngineConfig, identity
 log = logging.getLogger("labeler")
 
 
-def standalone(args, cfg, out: Path) -> int:
+def standalone(args, cfg, out) -> int:
     """Grade a given pairs file into OUT/judgments.parquet (judge) or OUT/labels.parquet (label).
 
     The pairs are streamed (labeler.stages.grade_stream), never read whole. The export has exactly one row per
@@ -22,6 +22,10 @@ def standalone(args, cfg, out: Path) -> int:
     A rerun is up to date only for the same settings and the same file contents. When the files
     changed, rows of files that did not (and of JSONL files that only grew) are kept and only the
     rest is graded; `--retry-failed` regrades the rows that failed for a transient reason.
+
+    OUT may be a storage URI (s3://...): the command works in a local staging folder whose parts
+    are uploaded as they are written and downloaded by a rerun anywhere (labeler.remote), and
+    the export goes up at the end, its manifest last.
     """
     import hashlib
 
@@ -29,7 +33,8 @@ def standalone(args, cfg, out: Path) -> int:
 
     from ..engines.base import TRANSIENT_ERRORS
     from ..raycluster import init_ray
-    from ..readers import PairsInput, input_file
+    from ..readers import DatasetPairs, input_file, open_pairs
+    from ..remote import RemoteRun, is_uri
     from ..schema import JUDGMENTS, LABELS
     from ..stages.grade_stream import grade, row_keys, scan, with_input_row
     from ..store import RunStore, write_json_atomic
@@ -46,15 +51,23 @@ def standalone(args, cfg, out: Path) -> int:
              else engine_problems(engine, f"{'label' if args.cmd == 'label' else 'judge'}.engine"))
     check([p for p in [path_problem(args.pairs, "--pairs", "pairs"),
                        args.corpus and path_problem(args.corpus, "--corpus", "corpus"), *model] if p])
-    pairs = PairsInput(args.pairs)
+    export = _export_dir(args)
+    pairs = open_pairs(args.pairs, cfg.pairs)
     pairs.check_columns(bool(args.corpus))
-    store = RunStore(out / ".labeler")
+    remote = RemoteRun(str(out)) if is_uri(out) else None
+    if remote is not None:
+        got = remote.pull_tree(".labeler")
+        if got:
+            log.info("[%s] downloaded %d files of earlier work from %s", args.cmd, got, out)
+        uri, out = str(out).rstrip("/"), remote.local
+    store = RunStore(out / ".labeler", on_write=remote.push_file if remote else None)
     if args.restart:
-        _restart(store, args.cmd)
+        _restart(store, args.cmd, remote)
     where = lambda p: p if "://" in p else str(Path(p).resolve())  # noqa: E731
     digest = lambda x: hashlib.sha256(json.dumps(x, sort_keys=True).encode()).hexdigest()[:16]  # noqa: E731
     base = digest([args.cmd, identity(engine), cfg.judge.grading.model_dump(mode="json"), where(args.pairs),
-                   args.corpus and where(args.corpus)])
+                   args.corpus and where(args.corpus)]
+                  + ([cfg.pairs.model_dump(mode="json")] if isinstance(pairs, DatasetPairs) else []))
     inputs = pairs.fingerprint()
     fp = digest([base, inputs])
     prev = store.manifest(args.cmd)
@@ -93,17 +106,81 @@ def standalone(args, cfg, out: Path) -> int:
         w.publish(n, config={"engine": engine.model_dump(mode="json"), "grading": cfg.judge.grading.model_dump(mode="json")},
                   upstream={}, extra=extra)
     name = "judgments" if args.cmd == "judge" else "labels"
-    _export(store.files(args.cmd), out / f"{name}.parquet", out / f"_{name}.qrels")
     m = store.manifest(args.cmd)
-    write_json_atomic(m, out / "_manifest.json")
+    fresh = remote is None or remote.remote_manifest("") != m
+    if fresh or not (out / f"{name}.parquet").is_file():
+        _export(store.files(args.cmd), out / f"{name}.parquet", out / f"_{name}.qrels")
+        write_json_atomic(m, out / "_manifest.json")
+    if remote is not None and fresh:  # the export goes up whole, its manifest last
+        remote.push(f".labeler/{args.cmd}")
+        remote.delete_tree(f".labeler/.work/{args.cmd}-{m['fingerprint']}")
+        for f in (f"{name}.parquet", f"_{name}.qrels", "_manifest.json"):
+            remote.push_file(out / f)
+    if export is not None:
+        from ..hfdatasets import save
+
+        n = save(out / f"{name}.parquet", export, _card(args, engine, m))
+        log.info("[%s] wrote %d rows as a Hugging Face dataset at %s (load_from_disk; README.md is its card)",
+                 args.cmd, n, export)
     from . import _quiet_ray
 
     _quiet_ray()  # worker logs forwarded to stdout must not follow the final JSON line
     rc, line = failure_summary(args.cmd, m, args.max_failed_fraction)
     (log.error if rc else log.info)(line)
-    print(json.dumps({"output": str(out / f"{name}.parquet"), "qrels": str(out / f"_{name}.qrels"),
+    at = uri if remote is not None else str(out)
+    print(json.dumps({"output": f"{at}/{name}.parquet", "qrels": f"{at}/_{name}.qrels",
+                      **({"dataset": str(export)} if export is not None else {}),
                       **{k: m[k] for k in ("rows_in", "rows_out", "rows_rejected", "rejected_by_reason", "wall_s")}}))
     return rc
+
+
+def _export_dir(args):
+    """--export hf:DIR -> DIR (checked before any work)."""
+    spec = getattr(args, "export", None)
+    if not spec:
+        return None
+    if not spec.startswith("hf:") or not spec[3:] or "://" in spec[3:]:
+        raise ValueError(f"--export {spec!r}: give hf:DIR, a local folder for the dataset "
+                         f"(push it to the hub with datasets' push_to_hub)")
+    return Path(spec[3:]).expanduser().resolve()
+
+
+def _card(args, engine, m: dict) -> str:
+    """The dataset card of an export: the model; for a student, its teacher and the agreement
+    figures of the run it was trained in (found from a run's student folder,
+    RUN/distill/artifacts/model); the label counts of this export."""
+    from ..hfdatasets import card
+
+    model = str(getattr(args, "model", None) or engine.model)
+    if Path(model).expanduser().exists():
+        model = str(Path(model).expanduser().resolve())
+    teacher = agreement = None
+    run = _run_of(model) if args.cmd == "label" else None
+    if run is not None:
+        teacher = (_manifest(run / "judge") or {}).get("model")
+        agreement = (_manifest(run / "evaluate") or {}).get("metrics")
+    what = "judgments" if args.cmd == "judge" else "labels"
+    return card(title=f"labeler {what} of {Path(str(args.pairs)).name}", model=model,
+                teacher=teacher, is_teacher=args.cmd == "judge", agreement=agreement, counts={"grade_counts": m.get("grade_counts")}, manifest=m,
+                source=str(args.pairs))
+
+
+def _run_of(model) -> "Path | None":
+    """The run folder whose distill stage exported `model` (RUN/distill/artifacts/model), if any."""
+    p = Path(str(model)).expanduser()
+    try:
+        p = p.resolve()
+    except OSError:
+        return None
+    if p.name == "model" and p.parent.name == "artifacts" and _manifest(p.parent.parent) is not None \
+            and p.parent.parent.name == "distill":
+        return p.parent.parent.parent
+    return None
+
+
+def _manifest(stage: Path):
+    f = stage / "_manifest.json"
+    return json.loads(f.read_text()) if f.is_file() else None
 
 
 def pa_array(values):
@@ -116,13 +193,16 @@ def _transient(m: dict) -> int:
     return sum(v for k, v in (m.get("rejected_by_reason") or {}).items() if k in TRANSIENT_ERRORS)
 
 
-def _restart(store, stage: str) -> None:
-    """--restart: unfinished attempts of `stage` are deleted, so nothing of them is resumed."""
+def _restart(store, stage: str, remote=None) -> None:
+    """--restart: unfinished attempts of `stage` are deleted (at the URI too), so nothing of them
+    is resumed."""
     import shutil
 
     for d in (store.root / ".work").glob(f"{stage}-*"):
         log.info("[%s] --restart: deleting the unfinished attempt %s", stage, d.name)
         shutil.rmtree(d, ignore_errors=True)
+        if remote is not None:
+            remote.delete_tree(f".labeler/.work/{d.name}")
 
 
 EXIT_FAILED_PAIRS = 3

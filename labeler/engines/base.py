@@ -82,6 +82,9 @@ class Engine:
     tokenizer = None
     # True for engines that grade pair rows themselves (grade_pairs) instead of prompts.
     reads_pairs = False
+    # True for engines whose grade() and generate() take `keys=` (one name per prompt, the pair
+    # key: a Batch API line's custom_id).
+    takes_keys = False
 
     def generate(self, prompts: Sequence, *, max_tokens: int, temperature: float,
                  seeds: Optional[Sequence[int]] = None) -> list[Completion]:

@@ -1,5 +1,8 @@
 """Any OpenAI-compatible endpoint (GPT-4o, a `vllm serve`): bounded concurrency, retries with
 backoff (the client's own, on 429/5xx/timeouts), timeouts, and a persistent request cache.
+With `mode: batch` the same requests go through the OpenAI Batch API instead (openai_batch): one
+batch JSONL file per engine batch, `custom_id` the pair key, at half the price and a day's
+latency; the answers take the same way to grades and failure reasons as the request path's.
 
 Grades come from `top_logprobs` when the server returns them, otherwise from a strict parse of
 the reply; a reply that parses as no grade is an error with the raw text, never a grade.
@@ -17,6 +20,8 @@ from .cache import RequestCache
 
 
 class OpenAIEngine(Engine):
+    takes_keys = True  # a batch line's custom_id is the pair key
+
     def __init__(self, cfg: EngineConfig, seed: int = 0):
         import openai
 
@@ -32,6 +37,15 @@ class OpenAIEngine(Engine):
         self.cache = None
         if cfg.request_cache:
             self.cache = RequestCache(cfg.request_cache_path or Path(cache_dir()) / "requests.sqlite")
+        self.batches = None
+        if cfg.mode == "batch":
+            from .openai_batch import BatchRunner, Ledger
+
+            where = Path(cfg.batch_dir) if cfg.batch_dir else (
+                Path(cfg.request_cache_path).parent if cfg.request_cache_path else Path(cache_dir()))
+            self.batches = BatchRunner(self.client, openai, Ledger(where / "batches.sqlite"), poll_s=cfg.batch_poll_s,
+                                       window=cfg.batch_window, answer=self._answer_of_body, keep=self._keep,
+                                       base_url=cfg.base_url)
 
     def prompt(self, messages, assistant_prefix=""):
         return messages  # chat endpoints take messages
@@ -39,11 +53,14 @@ class OpenAIEngine(Engine):
     def count_tokens(self, prompt) -> int:
         return 0
 
+    def _key(self, messages, params: dict) -> str:
+        return RequestCache.key(self.cfg.model, messages, {**params, "base_url": self.cfg.base_url})
+
     def _call(self, messages, **params) -> tuple[Optional[dict], Optional[tuple[str, str]]]:
         """A plain-dict answer (content, first tokens' logprobs, usage), from the cache when possible."""
         key = None
         if self.cache is not None:
-            key = RequestCache.key(self.cfg.model, messages, {**params, "base_url": self.cfg.base_url})
+            key = self._key(messages, params)
             hit = self.cache.get(key)
             if hit is not None:
                 return hit, None
@@ -54,52 +71,87 @@ class OpenAIEngine(Engine):
         except self._openai.APIConnectionError as e:
             return None, ("connection_error", f"cannot reach {self.cfg.base_url} after {self.cfg.max_retries} retries: {e}")
         except self._openai.APIStatusError as e:
-            code = e.status_code
-            reason = "rate_limited" if code == 429 else "server_error" if code >= 500 or code in (408, 409) else "request_error"
+            from .openai_batch import status_reason
+
+            reason = status_reason(e.status_code)
             tried = f" after {self.cfg.max_retries} retries" if reason != "request_error" else ""
-            return None, (reason, f"HTTP {code}{tried}: {str(e)[:300]}")
-        if not resp.choices:
-            return None, ("server_error", "the server answered with no choices")
-        choice = resp.choices[0]
-        lp = getattr(choice, "logprobs", None)
-        tokens = []
-        if lp is not None and lp.content:
-            for t in lp.content[:8]:
-                tokens.append({"token": t.token, "logprob": t.logprob,
-                               "top": [{"token": x.token, "logprob": x.logprob} for x in (t.top_logprobs or [])]})
-        u = resp.usage
-        answer = {"content": choice.message.content or "", "tokens": tokens,
-                  "prompt_tokens": u.prompt_tokens if u else 0, "completion_tokens": u.completion_tokens if u else 0}
+            return None, (reason, f"HTTP {e.status_code}{tried}: {str(e)[:300]}")
+        answer, err = _answer(resp)
+        if err is None and self.cache is not None:
+            self.cache.put(key, answer)
+        return answer, err
+
+    def _answer_of_body(self, body: dict):
+        """A batch output line's response body (a chat completion as JSON) -> the request path's answer."""
+        from openai.types.chat import ChatCompletion
+
+        try:
+            return _answer(ChatCompletion.model_validate(body))
+        except ValueError as e:
+            return None, ("server_error", f"the batch answered with no chat completion: {str(e)[:300]}")
+
+    def _keep(self, key: str, answer: dict) -> bool:
         if self.cache is not None:
             self.cache.put(key, answer)
-        return answer, None
+        return True
+
+    def _calls(self, requests: list[tuple[list, dict]], names: Optional[list]) -> list:
+        """`_call` of each (messages, params), in one Batch API job in batch mode; the request
+        cache first either way. `names`: the batch lines' custom_ids (pair keys)."""
+        if self.batches is None:
+            return self._map(lambda r: self._call(r[0], **r[1]), requests)
+        out: list = [None] * len(requests)
+        todo, seen = [], set()
+        for i, (messages, params) in enumerate(requests):
+            key = self._key(messages, params)
+            hit = self.cache.get(key) if self.cache is not None else None
+            if hit is not None:
+                out[i] = (hit, None)
+                continue
+            cid = str(names[i]) if names is not None and names[i] is not None else key
+            while cid in seen:  # custom_ids are unique in a batch file
+                cid = f"{cid}#{i}"
+            seen.add(cid)
+            body = {"model": self.cfg.model, "messages": messages, **{k: v for k, v in params.items() if v is not None}}
+            todo.append((i, key, cid, body))
+        if todo:
+            got = self.batches.run([(key, cid, body) for _, key, cid, body in todo])
+            for i, key, _, _ in todo:
+                out[i] = got.get(key) or (None, ("server_error", "the batch gave no answer for this request"))
+        return out
 
     def _map(self, fn, items):
         with ThreadPoolExecutor(self.cfg.concurrency) as pool:
             return list(pool.map(fn, items))
 
-    def generate(self, prompts, *, max_tokens, temperature, seeds=None):
-        def one(item):
-            messages, seed = item
-            ans, err = self._call(messages, max_tokens=max_tokens, temperature=temperature, seed=seed)
-            if err:
-                return Completion(None, error=err[0], detail=err[1])
-            return Completion(ans["content"], ans["prompt_tokens"], ans["completion_tokens"])
-        return self._map(one, list(zip(prompts, seeds or [None] * len(prompts))))
+    def generate(self, prompts, *, max_tokens, temperature, seeds=None, keys=None):
+        answers = self._calls([(m, {"max_tokens": max_tokens, "temperature": temperature, "seed": seed})
+                               for m, seed in zip(prompts, seeds or [None] * len(prompts))], keys)
+        return [Completion(None, error=err[0], detail=err[1]) if err else
+                Completion(ans["content"], ans["prompt_tokens"], ans["completion_tokens"]) for ans, err in answers]
 
-    def grade(self, prompts, *, top_logprobs=20):
-        def one(messages) -> GradeResult:
-            for attempt in range(self.cfg.parse_retries + 1):
-                r = self._grade_once(messages, top_logprobs, attempt)
-                if r.error != "unparseable_output":
-                    return r
-            r.detail = f"{r.detail} (asked {self.cfg.parse_retries + 1} times)"
-            return r
-        return self._map(one, prompts)
+    def grade(self, prompts, *, top_logprobs=20, keys=None):
+        """A reply that is not a grade is asked again (parse_retries times, at temperature 0.3):
+        request by request, or in batch mode all such prompts of a batch in one more batch."""
+        results: list = [None] * len(prompts)
+        todo = list(range(len(prompts)))
+        for attempt in range(self.cfg.parse_retries + 1):
+            params = self._grade_params(top_logprobs, attempt)
+            answers = self._calls([(prompts[i], params) for i in todo], [keys[i] for i in todo] if keys else None)
+            for i, (ans, err) in zip(todo, answers):
+                results[i] = self._grade_of(ans, err)
+            todo = [i for i in todo if results[i].error == "unparseable_output"]
+            if not todo:
+                break
+        for i in todo:
+            results[i].detail = f"{results[i].detail} (asked {self.cfg.parse_retries + 1} times)"
+        return results
 
-    def _grade_once(self, messages, top_logprobs: int, attempt: int) -> GradeResult:
-        ans, err = self._call(messages, max_tokens=4, temperature=0.0 if attempt == 0 else 0.3,
-                              logprobs=True, top_logprobs=min(top_logprobs, 20), seed=self.seed + attempt)
+    def _grade_params(self, top_logprobs: int, attempt: int) -> dict:
+        return {"max_tokens": 4, "temperature": 0.0 if attempt == 0 else 0.3, "logprobs": True,
+                "top_logprobs": min(top_logprobs, 20), "seed": self.seed + attempt}
+
+    def _grade_of(self, ans: Optional[dict], err) -> GradeResult:
         if err:
             return GradeResult(error=err[0], detail=err[1])
         text, ptoks = ans["content"], ans["prompt_tokens"]
@@ -118,3 +170,19 @@ class OpenAIEngine(Engine):
         # No logprobs from this server: the parsed grade, with its distribution unknown-but-certain.
         return GradeResult(probs=[1.0 if i == g else 0.0 for i in range(4)], mass=None,
                            prompt_tokens=ptoks, raw=text)
+
+
+def _answer(resp) -> tuple[Optional[dict], Optional[tuple[str, str]]]:
+    """A chat completion -> the plain-dict answer the cache keeps (content, first tokens' logprobs, usage)."""
+    if not resp.choices:
+        return None, ("server_error", "the server answered with no choices")
+    choice = resp.choices[0]
+    lp = getattr(choice, "logprobs", None)
+    tokens = []
+    if lp is not None and lp.content:
+        for t in lp.content[:8]:
+            tokens.append({"token": t.token, "logprob": t.logprob,
+                           "top": [{"token": x.token, "logprob": x.logprob} for x in (t.top_logprobs or [])]})
+    u = resp.usage
+    return {"content": choice.message.content or "", "tokens": tokens,
+            "prompt_tokens": u.prompt_tokens if u else 0, "completion_tokens": u.completion_tokens if u else 0}, None

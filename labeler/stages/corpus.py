@@ -1,4 +1,4 @@
-"""Corpus ingestion: JSONL (optionally gzipped) or Parquet -> the DOCS table.
+"""Corpus ingestion: JSONL (optionally gzipped), Parquet or a Hugging Face dataset -> the DOCS table.
 
 Every input record ends up either as a document or as a rejected row with its reason: broken
 JSON, non-UTF-8 bytes, a missing id or text, an empty or oversized text, a duplicate id.
@@ -9,11 +9,12 @@ import gzip
 import hashlib
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import hfdatasets
 from ..config import CorpusConfig
 from ..readers import KNOWN_META as KNOWN
 from ..readers import file_format
@@ -37,9 +38,14 @@ def corpus_files(path: str) -> list[Path]:
     return [p]
 
 
-def fingerprint(path: str) -> str:
-    """Content hash of the corpus files: an index or a stage is reused only for the same corpus."""
+def fingerprint(path: str, cfg: Optional[CorpusConfig] = None) -> str:
+    """Content hash of the corpus files (of a dataset: its `datasets` fingerprint and split): an
+    index or a stage is reused only for the same corpus."""
     h = hashlib.sha256()
+    if hfdatasets.is_dataset(path):
+        ds, split = _dataset(path, cfg)
+        h.update(json.dumps([hfdatasets.fingerprint(ds), split, ds.num_rows]).encode())
+        return h.hexdigest()[:16]
     for f in corpus_files(path):
         h.update(f.name.encode())
         with open(f, "rb") as fh:
@@ -80,15 +86,35 @@ def _records(path: Path, fmt: str) -> Iterator[tuple[str, object]]:
             yield loc, obj
 
 
+def _dataset(path: str, cfg: Optional[CorpusConfig]):
+    return hfdatasets.load(path, cfg and cfg.split, cfg and cfg.subset, cfg and cfg.revision)
+
+
+def _dataset_records(ds, split: str) -> Iterator[tuple[str, object]]:
+    """(split[row], record) for every row of a dataset, read in Arrow batches."""
+    i = 0
+    for batch in ds.with_format("arrow").iter(batch_size=BATCH):
+        for row in batch.to_pylist():
+            yield f"{split}[{i}]", row
+            i += 1
+
+
+def _sources(cfg: CorpusConfig, path: str) -> Iterator[Iterator[tuple[str, object]]]:
+    if hfdatasets.is_dataset(path):
+        yield _dataset_records(*_dataset(path, cfg))
+        return
+    for f in corpus_files(path):
+        yield _records(f, cfg.format if cfg.format != "auto" else file_format(f))
+
+
 def ingest(cfg: CorpusConfig, path: str, writer: StageWriter) -> int:
     """Write documents and rejections; returns the number of input records seen."""
     seen: set[str] = set()
     rows_in = 0
     docs: list[dict] = []
     rejected: list[dict] = []
-    for f in corpus_files(path):
-        fmt = cfg.format if cfg.format != "auto" else file_format(f)
-        for loc, rec in _records(f, fmt):
+    for records in _sources(cfg, path):
+        for loc, rec in records:
             if cfg.limit and rows_in >= cfg.limit:
                 break
             rows_in += 1
@@ -154,7 +180,9 @@ def _section(cfg) -> dict:
     from ..config import identity
 
     # The path is not part of it: the content hash is (a corpus fetched elsewhere is the same corpus).
-    return {"corpus": {k: v for k, v in identity(cfg.corpus).items() if k != "path"}}
+    # The dataset options count only when set (runs from before they existed stay up to date).
+    return {"corpus": {k: v for k, v in identity(cfg.corpus).items()
+                       if k != "path" and not (k in ("split", "subset", "revision") and v is None)}}
 
 
 def _run(ctx) -> dict:
@@ -165,4 +193,4 @@ def _run(ctx) -> dict:
 
 STAGE = Stage("corpus", (), DOCS, _section, _run, uses_ray=False,
               help="read the documents (JSONL/Parquet), rejecting bad records with reasons",
-              inputs=lambda cfg: fingerprint(cfg.resolve_path(cfg.corpus.path)))
+              inputs=lambda cfg: fingerprint(cfg.resolve_path(cfg.corpus.path), cfg.corpus))

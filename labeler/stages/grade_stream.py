@@ -25,7 +25,7 @@ from ..config import EngineConfig, GradeConfig
 from ..engines.base import GradeResult, call_engine
 from ..grading import PromptEncoder, build_prompt
 from ..prompts import load_template
-from ..readers import INPUT_ROW, PairsInput, read_corpus, table_stream
+from ..readers import INPUT_ROW, DatasetPairs, PairsInput, read_corpus, table_stream
 from ..schema import LABEL_FIELDS, pair_key
 from .runner import ENGINE_N, ENGINE_S, ENGINE_T
 
@@ -196,8 +196,9 @@ class GradeWorker:
             results, truncated = call_engine(self.engine, self.engine.grade_pairs, rows)
         else:
             prompts = [build_prompt(self.engine, self.template, r, self.grading.max_doc_tokens) for r in rows]
+            keys = {"keys": [pair_key(r["query_id"], r["doc_id"]) for r in rows]} if self.engine.takes_keys else {}
             results = call_engine(self.engine, self.engine.grade, [p.prompt for p in prompts],
-                                  top_logprobs=self.grading.top_logprobs)
+                                  top_logprobs=self.grading.top_logprobs, **keys)
             truncated = [p.truncated for p in prompts]
         cols = label_columns(results, truncated, self.engine.model_id, self.engine.model_version)
         cols["_key"] = [pair_key(r["query_id"], r["doc_id"]) for r in rows]
@@ -419,7 +420,7 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
         t = t.sort_by([(c, "ascending") for c in order])
         ds = dataset_of(t, engine.batch_size)
     else:
-        source = pairs if isinstance(pairs, PairsInput) else PairsInput(str(pairs))
+        source = pairs if isinstance(pairs, (PairsInput, DatasetPairs)) else PairsInput(str(pairs))
         source.check_columns(corpus is not None)
         s = scanned or scan(source)
         total, duplicates = s.rows, s.duplicates
@@ -433,6 +434,9 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
         raise ValueError(f"tensor_parallel_size {engine.tensor_parallel_size} needs gpus_per_actor >= it "
                          f"(each engine actor holds the GPUs of its shards); got {engine.gpus_per_actor}")
     tokenize = is_tokenized(engine)
+    if engine.mode == "batch" and engine.batch_dir is None and getattr(writer, "work", None) is not None:
+        # submitted batches are recorded in the stage's work folder: a rerun polls them again
+        engine = engine.model_copy(update={"batch_dir": str(writer.work)})
     pool = pool_args(engine)
     engines = getattr(pool["compute"], "max_size", None) or 1
     ds = ds.map_batches(PrepareWorker, batch_size=engine.batch_size, batch_format="pyarrow", zero_copy_batch=True,
