@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -124,7 +125,7 @@ def _numba_kernels() -> bool:
                 if isinstance(fn, CPUDispatcher):
                     fn.enable_caching()
     except Exception as e:  # an uncached kernel is only slower to start
-        print(f"labeler: numba kernel cache unavailable ({e}); compiling per process", file=sys.stderr)
+        logging.getLogger(__name__).warning("numba kernel cache unavailable (%s); compiling per process", e)
     return True
 
 

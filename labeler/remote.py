@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -69,7 +70,7 @@ class RemoteRun:
     def __init__(self, uri: str, staging: Optional[str | Path] = None, filesystem=None,
                  log: Optional[Callable[[str], None]] = None):
         self.uri = str(uri)
-        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.log = log or logging.getLogger(__name__).info
         self.remote = is_uri(self.uri)
         if not self.remote:
             self.fs, self.base = None, None
