@@ -9,6 +9,8 @@ vLLM actors) against, on the same prompts, in the same run:
 - `ray_data_llm`: Ray Data's own vLLM processor (`ray.data.llm`, what users would otherwise pick),
   reading the prompts from Parquet and writing its outputs to Parquet, with Ray and engine start.
 - `hf_transformers`: the naive way, `generate` per batch of 32, on a sample (`--hf-sample`).
+- `encoder_direct` (when `--model` is a cross- or bi-encoder export of `labeler distill`, in
+  place of the vLLM peers): the student's own engine in one process without Ray, on the same pairs.
 - `teacher`: the embedded teacher (Qwen2.5-Coder-1.5B) through direct vLLM on a sample
   (`--teacher-sample`), with its own chat template: `student_to_teacher` is the direct-vLLM
   student's pairs/s over the teacher's (the paper reports 17x).
@@ -24,6 +26,7 @@ baselines, the process's and its largest child's peak (ru_maxrss).
     .venv/bin/python bench/label_scale.py --pairs 1000000                       # random model, head_dim 64
     .venv/bin/python bench/label_scale.py --pairs 10000 --model out/demo/distill/artifacts/model
     .venv/bin/python bench/label_scale.py --pairs 100000 --only pipeline         # memory vs size
+    .venv/bin/python bench/label_scale.py --pairs 20000 --model out/ce/model       # an encoder student
 
 Pairs are synthetic: short intranet-like titles, 40-80-word texts and 2-6-word queries, ten
 documents per query and twenty pairs per document. The last line is one JSON object.
@@ -216,6 +219,34 @@ def _grade(top: dict) -> int:
     return -1 if probs is None else max(range(4), key=lambda g: probs[g])
 
 
+def run_encoder(a) -> dict:
+    """An encoder student's own ceiling: its engine (the same class the label stage's actors hold)
+    in this one process, fed the pairs in batches of the pipeline's size, with no Ray."""
+    import pyarrow.parquet as pq
+
+    from labeler.config import EngineConfig
+    from labeler.engines import make_engine
+
+    t0 = time.time()
+    eng = make_engine(EngineConfig(model=a.model, batch_size=MODEL_KW["batch_size"]))
+    start = time.time() - t0
+    rows = []
+    for f in sorted(Path(a.pairs_dir).glob("*.parquet")):
+        rows += pq.read_table(f).to_pylist()
+        if len(rows) >= a.limit:
+            break
+    rows = [{**r, "doc_meta": None} for r in rows[:a.limit]]
+    t = time.time()
+    graded = 0
+    for i in range(0, len(rows), MODEL_KW["batch_size"]):
+        results, _ = eng.grade_pairs(rows[i:i + MODEL_KW["batch_size"]])
+        graded += sum(r.error is None for r in results)
+    secs = time.time() - t
+    return {"pairs": len(rows), "graded": graded, "s": round(secs, 2), "pairs_per_s": round(len(rows) / secs, 1),
+            "start_s": round(start, 1), "pairs_per_s_incl_start": round(len(rows) / (secs + start), 1),
+            "peak_rss_mb": round(peak_rss_self_mb(), 1)}
+
+
 def run_vllm(a) -> dict:
     """Direct vLLM: LLM.generate on the prompt files (or prompts built here for --pairs-dir)."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -344,7 +375,7 @@ def main():
                     help="comma-separated subset to run")
     ap.add_argument("--work", default=str(ROOT / "out" / "bench-label"))
     # --single runs one baseline in this fresh process.
-    ap.add_argument("--single", choices=["vllm", "ray_data_llm", "hf"], help=argparse.SUPPRESS)
+    ap.add_argument("--single", choices=["vllm", "ray_data_llm", "hf", "encoder"], help=argparse.SUPPRESS)
     ap.add_argument("--prompts", help=argparse.SUPPRESS)
     ap.add_argument("--pairs-dir", help=argparse.SUPPRESS)
     ap.add_argument("--limit", type=int, help=argparse.SUPPRESS)
@@ -353,7 +384,8 @@ def main():
     ap.add_argument("--max-model-len", type=int, default=MODEL_KW["max_model_len"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.single:
-        print(json.dumps({"vllm": run_vllm, "ray_data_llm": run_ray_data_llm, "hf": run_hf}[a.single](a)))
+        print(json.dumps({"vllm": run_vllm, "ray_data_llm": run_ray_data_llm, "hf": run_hf,
+                          "encoder": run_encoder}[a.single](a)))
         return
 
     only = set(a.only.split(","))
@@ -372,6 +404,20 @@ def main():
         result["pipeline"] = p
         result.update(wall_s=p["wall_s"], pairs_per_s=p["pairs_per_s"], peak_rss_mb=p["peak_rss_mb"])
     base_n = min(a.pairs, a.baseline_pairs or a.pairs)
+    from labeler.engines import export_backend
+
+    kind = export_backend(model)
+    if kind in ("cross_encoder", "bi_encoder"):
+        # An encoder student: its own single-process ceiling is the only like-for-like peer (the
+        # vLLM baselines run generative models).
+        result["student_kind"] = kind
+        result["encoder_direct"] = single("encoder", model=model, pairs_dir=pairs, limit=base_n)
+        p = result.get("pipeline")
+        if p:
+            result["pipeline_vs_encoder_direct_steady"] = round(
+                (p["steady_pairs_per_s"] or p["pairs_per_s"]) / result["encoder_direct"]["pairs_per_s"], 3)
+        print(json.dumps(result))
+        return
     need = max([base_n if only & {"vllm_direct", "ray_data_llm"} else 0, a.hf_sample if "hf_transformers" in only else 0])
     prompts = work / "prompts"
     if need:

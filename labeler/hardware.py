@@ -98,3 +98,12 @@ def machine_info() -> dict:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu_available(),
             "flags": [f for f in ("avx2", "avx512f", "avx512_vnni", *BF16_FLAGS) if f in flags],
             "bf16": cpu_has_bf16(), "auto_dtype": "bfloat16" if (gpu_available() or cpu_has_bf16()) else "float32"}
+
+
+def thread_count(setting) -> "int | None":
+    """engine.cpu_threads as a number of cores: None (leave the default: Ray sets a worker's
+    OMP threads to its CPUs), "all" (every core of the machine) or N (at most the cores there are)."""
+    if setting is None:
+        return None
+    cores = os.cpu_count() or 1
+    return cores if setting == "all" else max(1, min(int(setting), cores))

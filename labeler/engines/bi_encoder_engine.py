@@ -21,6 +21,7 @@ class BiEncoderEngine(ScoringEngine):
         from sentence_transformers import SentenceTransformer
 
         self.cfg = cfg
+        self.use_threads(cfg)
         path = models.resolve(cfg.model)
         self.meta = read_meta(path, META_FILE)
         self.model_id = cfg.model

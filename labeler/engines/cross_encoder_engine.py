@@ -29,6 +29,7 @@ class CrossEncoderEngine(ScoringEngine):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.cfg = cfg
+        self.use_threads(cfg)
         self.torch = torch
         path = models.resolve(cfg.model)
         self.meta = read_meta(path, META_FILE)

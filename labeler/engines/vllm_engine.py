@@ -9,7 +9,7 @@ from typing import Sequence
 from .. import models
 from ..config import EngineConfig
 from ..hardware import gpu_available as _on_gpu
-from ..hardware import resolve_dtype
+from ..hardware import resolve_dtype, thread_count
 from .base import GRADE_STRINGS, Completion, Engine, EngineWatch, GradeResult, grade_from_top_logprobs
 
 # Tokens per engine step on a CPU: at the slowest measured rate (Qwen2.5-Coder-1.5B in float32 on
@@ -38,9 +38,8 @@ class VLLMEngine(Engine):
         # Read by vLLM's CPU backend when the engine starts (GiB of KV cache). These are the
         # engine actor's own process environment, which the engine processes it starts inherit.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(round(cfg.kv_cache_gib)))))
-        if cfg.cpu_threads is not None:
-            cores = os.cpu_count() or 1
-            n = cores if cfg.cpu_threads == "all" else min(int(cfg.cpu_threads), cores)
+        n = thread_count(cfg.cpu_threads)
+        if n is not None:
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{n - 1}"
             os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
         from vllm import LLM
