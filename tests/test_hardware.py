@@ -62,3 +62,12 @@ def test_runtime_knobs_leave_the_stage_fingerprint_alone():
     b = JudgeConfig(engine={"model": "m", "batch_size": 64})
     c = JudgeConfig(engine={"model": "m2"})
     assert identity(a) == identity(b) != identity(c)
+
+
+def test_thread_count_of_cpu_threads(monkeypatch):
+    from labeler import hardware
+
+    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 4)
+    assert hardware.thread_count(None) is None
+    assert hardware.thread_count("all") == 4
+    assert hardware.thread_count(2) == 2 and hardware.thread_count(16) == 4
