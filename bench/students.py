@@ -298,7 +298,44 @@ def teacher(a, cfg, ev: pa.Table, rows: list[dict]):
         return e, e, man.get("teacher_pairs_per_s"), f"its own grades (fixture), {len(keep)} pairs", mask
     if not a.teacher_sample:
         return None
-    raise SystemExit("--teacher-sample: grade with `labeler judge CONFIG --pairs` on a sample (not built in yet)")
+    return teacher_sample(a, rows)
+
+
+def teacher_sample(a, rows: list[dict]):
+    """N evaluation pairs drawn at random (seeded), graded by the config's teacher through
+    `labeler judge CONFIG --pairs` (its request cache and resume apply); the rate is the judge
+    stage's steady rate from its engines' counters (pairs over busy seconds for a sample too small
+    for a steady rate), or rows over wall time without them."""
+    import subprocess
+
+    import pyarrow.parquet as pq
+
+    pick = sorted(random.Random(7).sample(range(len(rows)), min(a.teacher_sample, len(rows))))
+    work = Path(a.out) / f"teacher-sample-{len(pick)}"
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / "pairs.jsonl"
+    src.write_text("".join(json.dumps({k: rows[i].get(k) for k in ("query_id", "query", "doc_id", "title", "text")})
+                           + "\n" for i in pick))
+    cmd = [sys.executable, "-m", "labeler.cli", "judge", a.config, "--pairs", str(src), "--out", str(work / "out")]
+    log.info("teacher: %s", " ".join(cmd))
+    t = time.time()
+    r = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True)
+    if r.returncode != 0:
+        raise SystemExit(f"teacher sample: labeler judge exited {r.returncode}: {r.stderr[-2000:]}")
+    wall = time.time() - t
+    got = {(x["query_id"], x["doc_id"]): x for x in pq.read_table(work / "out" / "judgments.parquet").to_pylist()
+           if x["status"] == "ok"}
+    e = np.zeros(len(rows))
+    mask = np.zeros(len(rows), bool)
+    for i in pick:
+        x = got.get((rows[i]["query_id"], rows[i]["doc_id"]))
+        if x is not None:
+            e[i], mask[i] = x["expected_grade"], True
+    man = json.loads((work / "out" / "_manifest.json").read_text())
+    eng = man.get("engine") or {}
+    rate = eng.get("steady_pairs_per_s") or (eng["pairs_graded"] / eng["engine_busy_s"] if eng.get("engine_busy_s")
+                                             else len(pick) / wall)
+    return e, e, rate, f"graded now, {int(mask.sum())} of {len(pick)} random pairs", mask
 
 
 def print_table(results: list[dict]) -> None:
