@@ -175,6 +175,7 @@ def test_label_killed_and_rerun_labels_every_pair_once(tiny_config, tmp_path):
 
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "[label] engine dtype: auto -> " in r.stderr  # the engines' dtype, said on the terminal
     last = json.loads(r.stdout.strip().splitlines()[-1])
     assert (last["rows_in"], last["rows_out"] + last["rows_rejected"]) == (total, total)
     published = out / ".labeler" / "label"

@@ -434,6 +434,10 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
         raise ValueError(f"tensor_parallel_size {engine.tensor_parallel_size} needs gpus_per_actor >= it "
                          f"(each engine actor holds the GPUs of its shards); got {engine.gpus_per_actor}")
     tokenize = is_tokenized(engine)
+    if tokenize:  # the choice the engine actors make, said where the user reads it
+        from ..hardware import resolve_dtype
+
+        resolve_dtype(engine.dtype, gpu=engine.gpus_per_actor > 0, what=f"[{writer.stage}] engine")
     if engine.mode == "batch" and engine.batch_dir is None and getattr(writer, "work", None) is not None:
         # submitted batches are recorded in the stage's work folder: a rerun polls them again
         engine = engine.model_copy(update={"batch_dir": str(writer.work)})

@@ -417,6 +417,10 @@ def _run(ctx) -> dict:
                                     threads=os.cpu_count() or 1, log=lambda m: ctx.log(f"[synthesize] {m}"))
         round_trip = RoundTrip(index_dir, c.round_trip_k)
     todo = pending(requests, requests.column("query_id"), done)
+    if c.engine.backend == "vllm":  # the choice the engine actors make, said where the user reads it
+        from ..hardware import resolve_dtype
+
+        resolve_dtype(c.engine.dtype, gpu=c.engine.gpus_per_actor > 0, what="[synthesize] engine")
     run_actor_stage(w, todo, worker=SynthWorker, ctor_kwargs={"cfg": c, "seed": ctx.cfg.seed},
                     pool=pool_args(c.engine), batch_size=c.engine.batch_size, total=requests.num_rows,
                     on_ok=chain(round_trip, dedupe))
