@@ -111,7 +111,12 @@ def _with_text(grades: pa.Table, pairs: pa.Table) -> tuple[pa.Table, pa.Table]:
     rows whose pair the run did not mine are left out."""
     cols = [c for c in JUDGMENTS.names if c not in GRADE_COLS and c not in ("model", "model_version")]
     g = grades.select(["query_id", "doc_id", "model", "model_version", *GRADE_COLS])
-    t = pairs.select(cols).join(g, keys=["query_id", "doc_id"], join_type="inner")
+    # Acero joins no list columns (grade_probs): join on the keys and a row number, then take.
+    idx = g.select(["query_id", "doc_id"]).append_column("_g", pa.array(range(g.num_rows), pa.int64()))
+    t = pairs.select(cols).join(idx, keys=["query_id", "doc_id"], join_type="inner")
+    picked = g.take(t.column("_g"))
+    for c in ("model", "model_version", *GRADE_COLS):
+        t = t.append_column(c, picked.column(c))
     t = t.select(JUDGMENTS.names).cast(JUDGMENTS)
     bad = t.filter(pc.not_equal(t.column("status"), "ok"))
     rej = pa.table({"key": _pair_key(bad, "data"), "reason": bad.column("error"),
