@@ -59,6 +59,8 @@ class EngineCounters:
         if b > a and t[b] > t[a]:
             out["steady_pairs_per_s"] = round(float(cum[b] - cum[a]) / float(t[b] - t[a]), 2)
         return out
+
+
 RECORD_COLS = ("input_row", "query_id", "doc_id", "query", "title", "kind", "seed_doc_id", "source", "_raw")
 
 
@@ -182,5 +184,7 @@ def stream_into(writer: StageWriter, ds, *, total: int, done: int = 0,
         progress.update(pc.count_distinct(batch.column("_key")).as_py())
     if counters.t:
         writer.engine = counters.summary()
-        log.info("[%s] engines graded %s pairs; steady %s pairs/s (middle 80%% of the pairs, engine counters)",
-                 writer.stage, f"{writer.engine['pairs_graded']:,}", writer.engine["steady_pairs_per_s"])
+        steady = writer.engine["steady_pairs_per_s"]
+        log.info("[%s] engines graded %s pairs in %.0fs busy; steady rate %s", writer.stage,
+                 f"{writer.engine['pairs_graded']:,}", writer.engine["engine_busy_s"],
+                 "n/a (fewer than 5 batches)" if steady is None else f"{steady:,} pairs/s (middle 80% of the pairs)")
