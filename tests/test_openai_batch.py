@@ -125,7 +125,7 @@ def test_batch_api_failures_are_reasons(tmp_path):
 def test_vllm_run_batch_grades_as_vllm_serve(tiny_model, tmp_path):
     """The same pairs through `vllm serve` request by request and through `vllm run-batch` (the
     fake server's batches run by it): the same grades."""
-    from test_openai_engine import _free_port
+    from test_openai_engine import _free_port, wait_healthy
 
     args = ["--model", tiny_model, "--served-model-name", "tiny", "--max-model-len", "512", "--dtype", "bfloat16",
             "--enforce-eager", "--max-logprobs", "20"]
@@ -155,18 +155,7 @@ def test_vllm_run_batch_grades_as_vllm_serve(tiny_model, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", *args, "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        import urllib.request
-
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, "vllm serve exited"
-                time.sleep(2)
-        else:
-            pytest.fail("vllm serve did not come up in 240 s")
+        wait_healthy(proc, port)
         asked = _engine(f"http://127.0.0.1:{port}/v1", tmp_path / "r", "requests", **cfg).grade(prompts)
     finally:
         proc.terminate()

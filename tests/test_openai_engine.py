@@ -93,6 +93,19 @@ def test_server_down(tmp_path):
     assert r.error == "connection_error" and r.grade is None
 
 
+def wait_healthy(proc, port: int, timeout_s: float = 240) -> None:
+    """Until `vllm serve` on `port` answers /health (it died or took too long: the test fails)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return
+        except OSError:
+            assert proc.poll() is None, "vllm serve exited"
+            time.sleep(2)
+    pytest.fail(f"vllm serve did not come up in {timeout_s:.0f} s")
+
+
 @pytest.mark.slow
 def test_grades_from_logprobs_of_a_real_vllm_server(tiny_model, tmp_path):
     port = _free_port()
@@ -102,16 +115,7 @@ def test_grades_from_logprobs_of_a_real_vllm_server(tiny_model, tmp_path):
                              "--dtype", "bfloat16", "--enforce-eager", "--max-logprobs", "20"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, "vllm serve exited"
-                time.sleep(2)
-        else:
-            pytest.fail("vllm serve did not come up in 240 s")
+        wait_healthy(proc, port)
         cfg = EngineConfig(backend="openai", model="tiny", base_url=f"http://127.0.0.1:{port}/v1",
                            request_cache_path=str(tmp_path / "c.sqlite"), concurrency=4)
         eng = OpenAIEngine(cfg)
