@@ -25,6 +25,14 @@ def tiny_model() -> str:
     return str(make_random_model(cache_dir() / "test-models" / "tiny-llama-h128"))
 
 
+@pytest.fixture(scope="session")
+def tiny_encoder() -> str:
+    """A 2-layer random BERT with a real tokenizer, for the encoder students."""
+    from labeler.models import cache_dir, make_random_encoder
+
+    return str(make_random_encoder(cache_dir() / "test-models" / "tiny-bert-h128"))
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """Module-scoped: no local Ray outlives its module, so tests that start `labeler` in a

@@ -19,13 +19,6 @@ from labeler.students.bi_encoder import graded_pairs, targets, triplets
 from conftest import DEMO_DOCS
 
 
-@pytest.fixture(scope="session")
-def tiny_encoder() -> str:
-    from labeler.models import cache_dir, make_random_encoder
-
-    return str(make_random_encoder(cache_dir() / "test-models" / "tiny-bert-h128"))
-
-
 def _judgments(n_queries=8, per_query=5, split="train", failed=0) -> pa.Table:
     """Query i asks for document i's title: document i graded 3, the next 1, the rest 0."""
     docs = [json.loads(line) for line in DEMO_DOCS.read_text().splitlines()[: n_queries + per_query]]

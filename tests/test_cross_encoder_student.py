@@ -33,13 +33,6 @@ def is_cross_encoder(path) -> bool:
     return export_backend(path) == "cross_encoder"
 
 
-@pytest.fixture(scope="session")
-def tiny_encoder() -> str:
-    from labeler.models import cache_dir, make_random_encoder
-
-    return str(make_random_encoder(cache_dir() / "test-models" / "tiny-bert-h128"))
-
-
 def _judgments(n_queries=8, per_query=6, split="train", failed_every=0) -> pa.Table:
     """Query i asks for document i's title: that document is graded 3, the other BM25 results 0 or 1."""
     docs = [json.loads(line) for line in DEMO_DOCS.read_text().splitlines()[: n_queries + per_query]]

@@ -21,12 +21,7 @@ class RequestCache:
             db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
     def _db(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        return conn
+        return thread_connection(self._local, self.path)
 
     @staticmethod
     def key(model: str, prompt: Any, params: dict) -> str:
@@ -44,3 +39,13 @@ class RequestCache:
     def put(self, key: str, value: dict) -> None:
         """Only successful answers are stored: an error must be retried next time, not replayed."""
         self._db().execute("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+
+def thread_connection(local, path) -> sqlite3.Connection:
+    """This thread's connection to the SQLite file at `path` (WAL: readers never block the writer)."""
+    conn = getattr(local, "conn", None)
+    if conn is None:
+        conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        local.conn = conn
+    return conn

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from .cache import thread_connection
+
 log = logging.getLogger(__name__)
 
 ENDPOINT = "/v1/chat/completions"
@@ -47,12 +49,7 @@ class Ledger:
                            "custom_id TEXT NOT NULL, at REAL NOT NULL)")
 
     def _db(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        return conn
+        return thread_connection(self._local, self.path)
 
     def lookup(self, keys: list[str]) -> dict[str, tuple[str, str]]:
         out = {}
