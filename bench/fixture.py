@@ -153,44 +153,58 @@ def _dev_fingerprint(cfg) -> str:
 
 
 # ---------------------------------------------------------------------------------------- build
-def build(cfg_path: Path, work: Path, fixture: Path, dev: bool, until: str) -> dict:
-    from labeler.stages.grade_stream import grade as grade_pairs
-
+def build(cfg_path: Path, work: Path, fixture: Path, dev: bool, until: str, dev_first: bool = False) -> dict:
+    """synthesize -> mine -> judge, then the LiveQA-Med dev pairs (before the judge stage with
+    dev_first: the dev grades are few and every student comparison needs them)."""
     cfg = load_config(cfg_path)
     pipe = _pipeline(cfg, work)
-    store = pipe.store
     man = _manifest(fixture)
     fps = man.get("fingerprints", {})
     # synthesize: the committed queries (and rejected requests) when their fingerprint matches
     fp = pipe.fingerprint("synthesize")
-    if not store.is_done("synthesize", fp) and fps.get("synthesize") == fp:
-        n = _seed(_work_dir(store, "synthesize", fp), _read(fixture, "queries.parquet"),
+    if not pipe.store.is_done("synthesize", fp) and fps.get("synthesize") == fp:
+        n = _seed(_work_dir(pipe.store, "synthesize", fp), _read(fixture, "queries.parquet"),
                   _read(fixture, "queries_rejected.parquet"), _query_key)
         log.info("synthesize: restored %d rows from %s", n, fixture)
     pipe.run(until="mine")
+    with_dev = dev and until == "dev"
+    if with_dev and dev_first:
+        _build_dev(cfg, pipe, work, fixture, man)
     if until != "mine":
-        fp = pipe.fingerprint("judge")
-        grades = _read(fixture, "judgments.parquet")
-        if not store.is_done("judge", fp) and fps.get("judge") == fp and grades is not None:
-            data, rej = _with_text(grades, store.table("mine"))
-            n = _seed(_work_dir(store, "judge", fp), data, rej, _pair_key)
-            log.info("judge: restored %d graded pairs from %s", n, fixture)
-        pipe.run(until="judge")
-    if dev and until == "dev":
-        dstore = RunStore(work / "liveqa-dev")
-        fp = _dev_fingerprint(cfg)
-        grades = _read(fixture, "liveqa_dev.parquet")
-        if not dstore.is_done("judge", fp):
-            if grades is not None and man.get("liveqa_dev", {}).get("fingerprint") == fp:
-                data, rej = _with_text(grades, dev_pairs())
-                n = _seed(_work_dir(dstore, "judge", fp), data, rej, _pair_key)
-                log.info("liveqa dev: restored %d graded pairs", n)
-            pipe._ray_up()
-            w = dstore.writer("judge", fp, JUDGMENTS)
-            n = grade_pairs(w, dev_pairs(), cfg.judge.engine, cfg.judge.grading, cfg.seed)
-            w.publish(n, config={"engine": cfg.judge.engine.model_dump(mode="json"),
-                                 "grading": cfg.judge.grading.model_dump(mode="json")}, upstream={})
+        _build_judge(pipe, fixture, fps)
+    if with_dev and not dev_first:
+        _build_dev(cfg, pipe, work, fixture, man)
     return export(cfg_path, work, fixture)
+
+
+def _build_judge(pipe, fixture: Path, fps: dict) -> None:
+    store = pipe.store
+    fp = pipe.fingerprint("judge")
+    grades = _read(fixture, "judgments.parquet")
+    if not store.is_done("judge", fp) and fps.get("judge") == fp and grades is not None:
+        data, rej = _with_text(grades, store.table("mine"))
+        n = _seed(_work_dir(store, "judge", fp), data, rej, _pair_key)
+        log.info("judge: restored %d graded pairs from %s", n, fixture)
+    pipe.run(until="judge")
+
+
+def _build_dev(cfg, pipe, work: Path, fixture: Path, man: dict) -> None:
+    from labeler.stages.grade_stream import grade as grade_pairs
+
+    dstore = RunStore(work / "liveqa-dev")
+    fp = _dev_fingerprint(cfg)
+    if dstore.is_done("judge", fp):
+        return
+    grades = _read(fixture, "liveqa_dev.parquet")
+    if grades is not None and man.get("liveqa_dev", {}).get("fingerprint") == fp:
+        data, rej = _with_text(grades, dev_pairs())
+        n = _seed(_work_dir(dstore, "judge", fp), data, rej, _pair_key)
+        log.info("liveqa dev: restored %d graded pairs", n)
+    pipe._ray_up()
+    w = dstore.writer("judge", fp, JUDGMENTS)
+    n = grade_pairs(w, dev_pairs(), cfg.judge.engine, cfg.judge.grading, cfg.seed)
+    w.publish(n, config={"engine": cfg.judge.engine.model_dump(mode="json"),
+                         "grading": cfg.judge.grading.model_dump(mode="json")}, upstream={})
 
 
 # --------------------------------------------------------------------------------------- export
@@ -287,12 +301,14 @@ def main() -> int:
     ap.add_argument("--until", choices=["mine", "judge", "dev"], default="dev",
                     help="mine: queries and pairs only; judge: + teacher grades; dev: + LiveQA-Med dev grades")
     ap.add_argument("--no-dev", action="store_true", help="leave out the LiveQA-Med dev pairs")
+    ap.add_argument("--dev-first", action="store_true", help="grade the LiveQA-Med dev pairs before the mined ones")
     ap.add_argument("--fixture", default=str(FIXTURE), help="where the fixture is kept")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     cfg_path, work, fixture = Path(a.config).resolve(), Path(a.work).resolve(), Path(a.fixture).resolve()
     if a.action == "build":
-        out = build(cfg_path, work, fixture, dev=not a.no_dev and DEV.is_dir(), until=a.until)
+        out = build(cfg_path, work, fixture, dev=not a.no_dev and DEV.is_dir(), until=a.until,
+                    dev_first=a.dev_first)
     elif a.action == "export":
         out = export(cfg_path, work, fixture)
     else:
