@@ -200,7 +200,7 @@ def _build_dev(cfg, pipe, work: Path, fixture: Path, man: dict) -> None:
         data, rej = _with_text(grades, dev_pairs())
         n = _seed(_work_dir(dstore, "judge", fp), data, rej, _pair_key)
         log.info("liveqa dev: restored %d graded pairs", n)
-    pipe._ray_up()
+    pipe.ray_up()
     w = dstore.writer("judge", fp, JUDGMENTS)
     n = grade_pairs(w, dev_pairs(), cfg.judge.engine, cfg.judge.grading, cfg.seed)
     w.publish(n, config={"engine": cfg.judge.engine.model_dump(mode="json"),
