@@ -579,7 +579,9 @@ def read_judgments(path: str, *, queries: Optional[str] = None, corpus: Optional
         man = json.loads((p / "manifest.json").read_text())
         t = pq.read_table(p / "judgments.parquet")
         q = pq.read_table(p / "queries.parquet", columns=["query_id", "query"])
-        t = t.join(q, keys="query_id", join_type="left outer")
+        # by position, not Table.join: Acero cannot carry the list column grade_probs through a join
+        at = pc.index_in(t.column("query_id"), value_set=q.column("query_id"))
+        t = t.append_column("query", pc.take(q.column("query"), at))
         corpus = corpus or default_corpus or man.get("corpus")
         where = f"{p}/judgments.parquet"
     elif p.is_file() and sniff_format(p) == "qrels":

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -44,13 +45,20 @@ def test_every_judgments_format_reads_to_the_same_pairs(tmp_path):
     export = tmp_path / "judgments.parquet"  # a judge export carries query and text itself
     pq.write_table(a.select(["query_id", "query", "doc_id", "title", "text", "grade", "expected_grade", "status"]), export)
     c = read_judgments(str(export))
-    for t in (a, b, c):
+    fx = tmp_path / "fixture"  # bench/fixture.py's layout: no text, grade_probs a list column
+    fx.mkdir()
+    pq.write_table(a.select(["query_id", "doc_id", "grade", "expected_grade", "status"]).append_column(
+        "grade_probs", pa.array([[0.25] * 4] * a.num_rows, pa.list_(pa.float32()))), fx / "judgments.parquet")
+    pq.write_table(a.select(["query_id", "query"]).group_by(["query_id", "query"]).aggregate([]), fx / "queries.parquet")
+    (fx / "manifest.json").write_text(json.dumps({"corpus": str(ev / "docs.jsonl")}))
+    d = read_judgments(str(fx))
+    for t in (a, b, c, d):
         assert t.num_rows == 24 and set(t.column("status").to_pylist()) == {"ok"}
         assert sorted(t.column("grade").to_pylist()) == sorted([3, 1, 0, 0] * 6)
         assert all(isinstance(x, str) and x for x in t.column("text").to_pylist())
     key = lambda t: sorted(zip(t.column("query_id").to_pylist(), t.column("doc_id").to_pylist(),  # noqa: E731
                               t.column("grade").to_pylist()))
-    assert key(a) == key(b) == key(c)
+    assert key(a) == key(b) == key(c) == key(d)
 
 
 def test_bad_judgments_name_the_file_and_row(tmp_path):
