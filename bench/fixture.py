@@ -253,6 +253,12 @@ def export(cfg_path: Path, work: Path, fixture: Path) -> dict:
         put(_grades(d, ["query_id", "doc_id"]), "liveqa_dev.parquet")
         status["liveqa_dev"] = {"complete": done, "pairs": d.num_rows, "fingerprint": dfp,
                                 "graded": int(pc.sum(pc.equal(d.column("status"), "ok")).as_py() or 0)}
+        dm = dstore.manifest("judge") if done else None
+        if dm and dm.get("wall_s"):  # one uninterrupted run only: a resumed one's wall time is its last part's
+            status["liveqa_dev"]["pairs_per_s"] = round(dm["rows_in"] / dm["wall_s"], 4)
+            status["liveqa_dev"]["engine"] = dm.get("engine")
+            steady = (dm.get("engine") or {}).get("steady_pairs_per_s")  # the engines' own rate, no start-up
+            status.setdefault("teacher_pairs_per_s", steady or status["liveqa_dev"]["pairs_per_s"])
     man = {**_manifest(fixture), **status,
            "teacher": cfg.judge.engine.model, "query_writer": cfg.synthesize.engine.model,
            "grading": {**cfg.judge.grading.model_dump(mode="json"), "template_hash": template_hash(cfg.judge.grading.prompt)},

@@ -225,14 +225,24 @@ def main() -> int:
     s, rate = cosine(rows)
     add("MiniLM cosine", s, rate=rate)
     held_cos, _ = cosine(held_rows)
-    e, how = calibrate(s, held_cos, [r["expected_grade"] for r in held_rows], lambda r: cosine(r)[0])
+    held_targets = [r["expected_grade"] for r in held_rows]
+    e, how = calibrate(s, held_cos, held_targets, lambda r: cosine(r)[0])
     add("MiniLM cosine, calibrated", s, e, rate, how)
+    if cross or cal_set is not None:  # the teacher-calibrated figure too: what a user without human grades gets
+        add("MiniLM cosine, calibrated", s, apply_calibration(s, fit_calibration(held_cos, held_targets)), rate,
+            "held-out teacher")
     timings["baselines_s"] = round(time.time() - t, 1)
 
     teacher_row = teacher(a, base_cfg, ev, rows)
     if teacher_row is not None:
         ts, te, rate, note, keep = teacher_row
-        add("teacher " + base_cfg.judge.engine.model.replace("offline:", ""), ts, te, rate, note, keep)
+        name = "teacher " + base_cfg.judge.engine.model.replace("offline:", "")
+        add(name, ts, te, rate, note, keep)
+        if cross:  # its expected grades through the same cross-fitted map as every other source
+            k = np.asarray(keep, bool)
+            ce = np.zeros(len(rows))
+            ce[k] = cross_fitted(np.asarray(ts)[k], human[k], [q for q, m in zip(qids, k) if m])
+            add(name + ", calibrated", ts, ce, rate, "human, cross-fitted by query", keep)
 
     students = {}
     for kind in a.kinds:
@@ -247,6 +257,7 @@ def main() -> int:
         s, e_own, rate = engine_scores(model_dir, rows)
         if cross or cal_set is not None:
             e, how = calibrate(s, score_fn=lambda r, d=model_dir: engine_scores(d, r)[0])
+            add(f"student: {kind}", s, e_own, rate, "held-out teacher (the export's own)")
         else:
             e, how = e_own, "held-out teacher (the export's own)"
         add(f"student: {kind}", s, e, rate, how)
@@ -254,7 +265,7 @@ def main() -> int:
     timings["total_s"] = round(time.time() - t_start, 1)
 
     print_table(results)
-    best = max((r for r in results if r["source"].startswith("student")), key=lambda r: r["spearman"] or -1, default=None)
+    best = max((r for r in results if r["source"].startswith("student")), key=lambda r: (r["spearman"] or -1, r["krippendorff_alpha"] or -1), default=None)
     print(json.dumps(json_safe({"eval": str(eval_dir), "fixture": a.fixture, "calibration": (
         "cross-fitted on eval" if cross else str(cal_on) if cal_on else "held-out teacher"), "results": results,
         "best_student": best, "students": students, "timings": timings, "machine": machine_info()})))
