@@ -254,7 +254,7 @@ def export(cfg_path: Path, work: Path, fixture: Path) -> dict:
         status["liveqa_dev"] = {"complete": done, "pairs": d.num_rows, "fingerprint": dfp,
                                 "graded": int(pc.sum(pc.equal(d.column("status"), "ok")).as_py() or 0)}
         dm = dstore.manifest("judge") if done else None
-        if dm and dm.get("wall_s"):  # one uninterrupted run only: a resumed one's wall time is its last part's
+        if dm and dm.get("wall_s"):  # wall_s counts the last attempt only when the grading was resumed
             status["liveqa_dev"]["pairs_per_s"] = round(dm["rows_in"] / dm["wall_s"], 4)
             status["liveqa_dev"]["engine"] = dm.get("engine")
             steady = (dm.get("engine") or {}).get("steady_pairs_per_s")  # the engines' own rate, no start-up

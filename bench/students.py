@@ -268,7 +268,8 @@ def main() -> int:
     timings["total_s"] = round(time.time() - t_start, 1)
 
     print_table(results)
-    best = max((r for r in results if r["source"].startswith("student")), key=lambda r: (r["spearman"] or -1, r["krippendorff_alpha"] or -1), default=None)
+    best = max((r for r in results if r["source"].startswith("student")),
+               key=lambda r: (r["spearman"] or -1, r["krippendorff_alpha"] or -1), default=None)
     print(json.dumps(json_safe({"eval": str(eval_dir), "fixture": a.fixture, "calibration": (
         "cross-fitted on eval" if cross else str(cal_on) if cal_on else "held-out teacher"), "results": results,
         "best_student": best, "students": students, "timings": timings, "machine": machine_info()})))
