@@ -14,6 +14,12 @@ vLLM actors) against, on the same prompts, in the same run:
 - `teacher`: the embedded teacher (Qwen2.5-Coder-1.5B) through direct vLLM on a sample
   (`--teacher-sample`), with its own chat template: `student_to_teacher` is the direct-vLLM
   student's pairs/s over the teacher's (the paper reports 17x).
+- `teacher_pipeline` (opt-in, `--only ...,teacher_pipeline`): the same teacher on the same pairs
+  through the grading stage (`labeler label --model <teacher>`: the stream `labeler judge` runs),
+  with configs/medquad.yaml's engine settings; `judge_vs_direct_teacher_steady` is its steady rate
+  over the direct teacher's.
+- `--compare-pairs N`: the pipeline on N pairs as well, first, in the same run; `scale` gives the
+  large run's steady rate and each kind of process's peak memory over the small run's.
 
 The pipeline's `wall_s` is the whole command (Ray start, engine start, the keys pre-pass, the
 export); `steady_pairs_per_s` is the engines' own count of pairs graded over the middle 80% of
@@ -23,7 +29,7 @@ its busy workers and the vLLM processes they start; shared pages not counted; be
 RssSampler), with each process's own peak in `peak_rss_by_process_mb`; for the single-process
 baselines, the process's and its largest child's peak (ru_maxrss).
 
-    .venv/bin/python bench/label_scale.py --pairs 1000000                       # random model, head_dim 64
+    .venv/bin/python bench/label_scale.py --pairs 1000000 --compare-pairs 100000 --baseline-pairs 100000
     .venv/bin/python bench/label_scale.py --pairs 10000 --model out/demo/distill/artifacts/model
     .venv/bin/python bench/label_scale.py --pairs 100000 --only pipeline         # memory vs size
     .venv/bin/python bench/label_scale.py --pairs 20000 --model out/ce/model       # an encoder student
@@ -67,6 +73,8 @@ MODEL_KW = dict(max_model_len=512, max_num_seqs=256, batch_size=1024)
 # the CPU has native bf16, so figures from AVX2 and AVX-512 machines compare like with like.
 DTYPE = resolve_dtype("auto", what="bench")
 MAX_DOC_TOKENS = 128
+# The teacher in the stage as configs/medquad.yaml runs it (`--only ...,teacher_pipeline`).
+TEACHER_KW = dict(max_model_len=1024, max_num_seqs=32, batch_size=16, cpu_threads="all")
 
 
 def log(msg: str) -> None:
@@ -82,19 +90,30 @@ def peak_rss_self_mb() -> float:
 # -- inputs -----------------------------------------------------------------------------------
 
 def make_pairs(n: int, folder: Path, seed: int = 0, rows_per_file: int = 100_000) -> None:
-    """n pairs as Parquet files; (query_id, doc_id) unique; built column-wise so 1M takes seconds."""
+    """n pairs as Parquet files; (query_id, doc_id) unique; built column-wise so 1M takes seconds.
+
+    The same input at every size: queries come in windows of 100 (1,000 pairs), each with its
+    own 50 documents, so a document recurs 20 times within 1,000 pairs whatever n is. With one
+    pool of n/20 documents (before), a document recurred every n/20 queries: within reach of
+    vLLM's prefix cache at 100k pairs (76% of prompt tokens hit) and out of it at 1M (52%, the
+    template alone), which made the 1M run's steady rate look a third lower (README.md).
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if (folder / "_done").is_file() and json.loads((folder / "_done").read_text()) == {"n": n, "seed": seed}:
+    layout = {"n": n, "seed": seed, "layout": "windows-100q-50d"}
+    if (folder / "_done").is_file() and json.loads((folder / "_done").read_text()) == layout:
         return
     folder.mkdir(parents=True, exist_ok=True)
     for f in folder.glob("*.parquet"):
         f.unlink()
     rng = np.random.default_rng(seed)
     words = np.array(WORDS)
-    n_docs, n_queries = max(200, n // 20), max(1, -(-n // 10))
+    n_queries = max(1, -(-n // 10))
+    wq = min(100, n_queries)           # queries per window
+    wd = max(10, wq // 2)              # documents per window: each in 20 pairs
+    n_docs = -(-n_queries // wq) * wd
     sent = lambda k: " ".join(words[rng.integers(0, len(words), k)])  # noqa: E731
     docs = pa.table({"doc_id": [f"doc-{i:07d}" for i in range(n_docs)],
                      "title": [sent(int(rng.integers(3, 7))).title() for _ in range(n_docs)],
@@ -103,12 +122,13 @@ def make_pairs(n: int, folder: Path, seed: int = 0, rows_per_file: int = 100_000
     for start in range(0, n, rows_per_file):
         i = np.arange(start, min(n, start + rows_per_file))
         q, k = i // 10, i % 10
-        d = (q * 13 + k * (n_docs // 10)) % n_docs  # ten distinct documents per query
+        # ten distinct documents of the query's window
+        d = (q // wq) * wd + ((q % wq) * 13 + k * (wd // 10)) % wd
         t = docs.take(pa.array(d))
         t = t.append_column("query_id", pa.array([f"q-{x:07d}" for x in q]))
         t = t.append_column("query", pa.array([queries[x] for x in q]))
         pq.write_table(t.select(["query_id", "query", "doc_id", "title", "text"]), folder / f"pairs-{start // rows_per_file:04d}.parquet")
-    (folder / "_done").write_text(json.dumps({"n": n, "seed": seed}))
+    (folder / "_done").write_text(json.dumps(layout))
 
 
 def bench_model(args) -> str:
@@ -168,14 +188,14 @@ def prompt_files(folder: Path, limit: int):
 
 # -- the pipeline -----------------------------------------------------------------------------
 
-def run_pipeline(model: str, pairs: Path, work: Path, n: int) -> dict:
+def run_pipeline(model: str, pairs: Path, work: Path, n: int, engine_kw: dict = MODEL_KW) -> dict:
     from labeler.cli import main as labeler
 
     cfg = work / "bench.yaml"
     text = (ROOT / "configs" / "tiny.yaml").read_text().replace("TINY", model)
     cfg.write_text(text.replace("data/demo/docs.jsonl", str(ROOT / "data" / "demo" / "docs.jsonl")))
     out = work / "pipeline"
-    sets = [f"judge.engine.{k}={v}" for k, v in MODEL_KW.items()] + [f"judge.grading.max_doc_tokens={MAX_DOC_TOKENS}"]
+    sets = [f"judge.engine.{k}={v}" for k, v in engine_kw.items()] + [f"judge.grading.max_doc_tokens={MAX_DOC_TOKENS}"]
     cmd = ["label", str(cfg), "--model", model, "--pairs", str(pairs), "--out", str(out), "--force"]
     for s in sets:
         cmd += ["--set", s]
@@ -197,7 +217,25 @@ def run_pipeline(model: str, pairs: Path, work: Path, n: int) -> dict:
             "rows_out": m["rows_out"], "rows_rejected": m["rows_rejected"], "parts": len(parts),
             "peak_rss_mb": round(rss.peak / 2**20, 1),
             "rss_at_peak_mb": rss.per_process(rss.at_peak), "peak_rss_by_process_mb": rss.per_process(rss.by_process),
+            "peak_rss_by_role_mb": rss.by_role(rss.by_process),
             "command": "labeler " + " ".join(cmd)}
+
+
+def scale_figures(small: dict, big: dict) -> dict:
+    """The large run against the small one: steady rates, time per pair, and each kind of process's
+    peak memory (Ray's and vLLM's processes and the driver; compilers that vLLM runs when its kernel
+    cache is cold are left out)."""
+    def roles(p):
+        return {k: v for k, v in p["peak_rss_by_role_mb"].items()
+                if (k == "driver" or k.startswith(("ray::", "VLLM::"))) and v >= 50}
+
+    rs, rb = roles(small), roles(big)
+    rss = {k: round(rb[k] / rs[k], 3) for k in rs if k in rb}
+    steady = (small["steady_pairs_per_s"], big["steady_pairs_per_s"])
+    return {"pairs": [small["pairs"], big["pairs"]],
+            "steady_ratio": round(steady[1] / steady[0], 3) if all(steady) else None,
+            "wall_per_pair_ratio": round((big["wall_s"] / big["pairs"]) / (small["wall_s"] / small["pairs"]), 3),
+            "peak_rss_ratio_by_role": rss, "peak_rss_ratio_max": max(rss.values()) if rss else None}
 
 
 # -- baselines, each in a fresh process -------------------------------------------------------
@@ -367,6 +405,8 @@ def main():
     ap.add_argument("--model", help="model folder or offline:<name> (default: a random-weight Llama, head_dim 64)")
     ap.add_argument("--hidden", type=int, default=128, help="random model: hidden size (heads = hidden / 64)")
     ap.add_argument("--layers", type=int, default=2, help="random model: layers")
+    ap.add_argument("--compare-pairs", type=int, help="also run the pipeline on this many pairs first, in the same run, "
+                    "and report the steady-rate and per-process memory ratios (`scale`)")
     ap.add_argument("--baseline-pairs", type=int, help="pairs for vllm_direct and ray_data_llm (default: all)")
     ap.add_argument("--hf-sample", type=int, default=1000)
     ap.add_argument("--teacher", default="offline:qwen2.5-coder-1.5b-instruct")
@@ -399,10 +439,18 @@ def main():
     result: dict = {"pairs": a.pairs, "model": a.model or f"random Llama hidden {a.hidden}, {a.layers} layers, head_dim 64",
                     "engine": MODEL_KW, "max_doc_tokens": MAX_DOC_TOKENS, "cpus": os.cpu_count(),
                     "machine": machine_info(), "dtype": DTYPE}
+    if "pipeline" in only and a.compare_pairs and a.compare_pairs < a.pairs:
+        # The same command on fewer pairs first, in this run: does the cost per pair stay flat?
+        small = Path(a.work) / f"pairs-{a.compare_pairs}"
+        make_pairs(a.compare_pairs, small)
+        (Path(a.work) / f"n{a.compare_pairs}").mkdir(parents=True, exist_ok=True)
+        result["pipeline_small"] = run_pipeline(model, small, Path(a.work) / f"n{a.compare_pairs}", a.compare_pairs)
     if "pipeline" in only:
         p = run_pipeline(model, pairs, work, a.pairs)
         result["pipeline"] = p
         result.update(wall_s=p["wall_s"], pairs_per_s=p["pairs_per_s"], peak_rss_mb=p["peak_rss_mb"])
+    if result.get("pipeline_small"):
+        result["scale"] = scale_figures(result["pipeline_small"], result["pipeline"])
     base_n = min(a.pairs, a.baseline_pairs or a.pairs)
     from labeler.engines import export_backend
 
@@ -435,10 +483,21 @@ def main():
         result["ray_data_llm"] = single("ray_data_llm", model=model, prompts=prompts, limit=base_n, out=work / "ray_data_llm")
     if "hf_transformers" in only and a.hf_sample:
         result["hf_transformers"] = {**single("hf", model=model, prompts=prompts, limit=a.hf_sample), "sample": a.hf_sample}
-    if "teacher" in only and a.teacher_sample:
+    if only & {"teacher", "teacher_pipeline"} and a.teacher_sample:
         from labeler.models import resolve
-        result["teacher"] = {**single("vllm", model=resolve(a.teacher), pairs_dir=pairs, limit=a.teacher_sample,
+        # The same pairs for the teacher's two peers: a set of its own, of the sample's size.
+        tpairs = Path(a.work) / f"pairs-{a.teacher_sample}"
+        make_pairs(a.teacher_sample, tpairs)
+        result["teacher"] = {**single("vllm", model=resolve(a.teacher), pairs_dir=tpairs, limit=a.teacher_sample,
                                       max_model_len=1024), "sample": a.teacher_sample, "model": a.teacher}
+    if "teacher_pipeline" in only and a.teacher_sample:
+        # The teacher through the stage that judges (grade_stream, as `labeler judge` runs it), with
+        # the MedQuAD config's engine settings, on the same prompts as the direct peer above.
+        tw = Path(a.work) / f"teacher-{a.teacher_sample}"
+        tw.mkdir(parents=True, exist_ok=True)
+        result["teacher_pipeline"] = run_pipeline(resolve(a.teacher), tpairs, tw, a.teacher_sample, TEACHER_KW)
+        tp, td = result["teacher_pipeline"], result["teacher"]
+        result["judge_vs_direct_teacher_steady"] = round((tp["steady_pairs_per_s"] or tp["pairs_per_s"]) / td["pairs_per_s"], 3)
     p, d = result.get("pipeline"), result.get("vllm_direct")
     if p and d:
         # Like for like: the pipeline's steady rate against generate alone, and both with start-up.

@@ -105,8 +105,9 @@ class RssSampler:
 
     `everything`: every process under the driver instead (Ray's own daemons and the engine
     processes a worker starts, such as vLLM's EngineCore and Worker), still without idle Ray
-    workers and without shared pages; `by_process` then keeps each process's own peak, so what
-    grows with the input can be named.
+    workers and without shared pages (the driver's too: the object-store pages it reads results
+    from are Ray's, and they fill up to the store's size however long the run); `by_process` then
+    keeps each process's own peak, so what grows with the input can be named.
     """
 
     def __init__(self, everything: bool = False):
@@ -131,7 +132,8 @@ class RssSampler:
         me = self.psutil.Process()
         self.names[me.pid] = "driver"
         while not self._stop.is_set():
-            now = {me.pid: me.memory_info().rss}
+            mine = me.memory_info()
+            now = {me.pid: mine.rss - (getattr(mine, "shared", 0) if self.everything else 0)}
             # Only this driver's own Ray (its raylet's workers): other Ray sessions on the machine are not ours.
             for p in me.children(recursive=True):
                 try:
@@ -156,6 +158,15 @@ class RssSampler:
         named = {("driver" if self.names.get(pid) == "driver" else f"{self.names.get(pid, '?')}[{pid}]"): v
                  for pid, v in table.items()}
         return {k: round(v / 2**20, 1) for k, v in sorted(named.items(), key=lambda kv: -kv[1]) if v >= min_bytes}
+
+    def by_role(self, table: dict) -> dict:
+        """MB per kind of process (the name without its pid; the largest of a kind), so that two
+        runs' processes can be compared."""
+        out: dict = {}
+        for pid, v in table.items():
+            name = "driver" if self.names.get(pid) == "driver" else self.names.get(pid, "?")
+            out[name] = max(out.get(name, 0.0), round(v / 2**20, 1))
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def __enter__(self):
         self.t.start()

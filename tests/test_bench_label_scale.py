@@ -1,0 +1,60 @@
+"""bench/label_scale.py's inputs are the same at every size, so that a larger run measures the
+pipeline at scale and not a different workload: vLLM's prefix cache hits a document that recurs
+within its reach, and with one pool of n/20 documents the recurrence distance grew with n."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def _pairs(n, folder):
+    import label_scale
+
+    label_scale.make_pairs(n, folder, rows_per_file=7_000)
+    return pa.concat_tables([pq.read_table(f) for f in sorted(folder.glob("*.parquet"))])
+
+
+def _recurrence(t: pa.Table) -> np.ndarray:
+    """For each pair, how many rows back its document last appeared (-1: first time)."""
+    last, out = {}, []
+    for i, d in enumerate(t.column("doc_id").to_pylist()):
+        out.append(i - last[d] if d in last else -1)
+        last[d] = i
+    return np.array(out)
+
+
+def test_inputs_have_the_same_structure_at_every_size(tmp_path):
+    small, large = _pairs(2_000, tmp_path / "s"), _pairs(20_000, tmp_path / "l")
+    for t, n in ((small, 2_000), (large, 20_000)):
+        assert t.num_rows == n
+        keys = pc.binary_join_element_wise(t.column("query_id"), t.column("doc_id"), "\t")
+        assert pc.count_distinct(keys).as_py() == n  # (query_id, doc_id) unique
+        counts = pc.value_counts(t.column("doc_id")).field("counts")
+        assert pc.min(counts).as_py() == pc.max(counts).as_py() == 20  # every document in 20 pairs
+        q = pc.value_counts(t.column("query_id")).field("counts")
+        assert pc.min(q).as_py() == pc.max(q).as_py() == 10
+    rs, rl = _recurrence(small), _recurrence(large)
+    # the same recurrence distances: the large input is the small one's pattern repeated
+    assert rl.max() == rs.max() <= 1_000
+    assert np.array_equal(np.bincount(rl[rl > 0]), np.bincount(rs[rs > 0]) * 10)
+
+
+def test_scale_figures_compare_like_processes():
+    import label_scale
+
+    def run(pairs, wall, steady, roles):
+        return {"pairs": pairs, "wall_s": wall, "steady_pairs_per_s": steady, "peak_rss_by_role_mb": roles}
+
+    small = run(100, 10.0, 50.0, {"driver": 500.0, "VLLM::Worker": 2000.0, "cc1plus": 400.0, "ray::X": 40.0})
+    big = run(1000, 120.0, 45.0, {"driver": 550.0, "VLLM::Worker": 2000.0, "ray::X": 45.0})
+    s = label_scale.scale_figures(small, big)
+    assert s["steady_ratio"] == 0.9 and s["wall_per_pair_ratio"] == 1.2
+    # compilers and processes under 50 MB are not compared
+    assert s["peak_rss_ratio_by_role"] == {"driver": 1.1, "VLLM::Worker": 1.0} and s["peak_rss_ratio_max"] == 1.1
