@@ -234,6 +234,15 @@ def main() -> int:
     if cross or cal_set is not None:  # the teacher-calibrated figure too: what a user without human grades gets
         add("MiniLM cosine, calibrated", s, apply_calibration(s, fit_calibration(held_cos, held_targets)), rate,
             "held-out teacher")
+    # The free baseline at the students' own document length too (they read 128 tokens by
+    # default): like against like, and a cue to what truncation alone does.
+    for n in sorted({student_config(base_cfg, k, a.set).distill.bi_encoder.max_seq_len
+                     for k in a.kinds if k == "bi_encoder"} - {256}):
+        s, rate = cosine(rows, max_seq_len=n)
+        add(f"MiniLM cosine, {n} tokens", s, rate=rate)
+        hc, _ = cosine(held_rows, max_seq_len=n)
+        e, how = calibrate(s, hc, held_targets, lambda r, n=n: cosine(r, max_seq_len=n)[0])
+        add(f"MiniLM cosine, {n} tokens, calibrated", s, e, rate, how)
     timings["baselines_s"] = round(time.time() - t, 1)
 
     teacher_row = teacher(a, base_cfg, ev, rows)
