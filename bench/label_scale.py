@@ -17,9 +17,10 @@ vLLM actors) against, on the same prompts, in the same run:
 - `teacher_pipeline` (opt-in, `--only ...,teacher_pipeline`): the same teacher on the same pairs
   through the grading stage (`labeler label --model <teacher>`: the stream `labeler judge` runs),
   with configs/medquad.yaml's engine settings; `judge_vs_direct_teacher_steady` is its steady rate
-  over the direct teacher's.
+  (with fewer than 5 batches, its whole command's rate, start included) over the direct teacher's.
 - `--compare-pairs N`: the pipeline on N pairs as well, first, in the same run; `scale` gives the
-  large run's steady rate and each kind of process's peak memory over the small run's.
+  large run's steady rate, its engine's rate while busy (defined with few batches too) and each
+  kind of process's peak memory over the small run's.
 
 The pipeline's `wall_s` is the whole command (Ray start, engine start, the keys pre-pass, the
 export); `steady_pairs_per_s` is the engines' own count of pairs graded over the middle 80% of
@@ -232,8 +233,10 @@ def scale_figures(small: dict, big: dict) -> dict:
     rs, rb = roles(small), roles(big)
     rss = {k: round(rb[k] / rs[k], 3) for k in rs if k in rb}
     steady = (small["steady_pairs_per_s"], big["steady_pairs_per_s"])
+    busy = [p["pairs"] / p["engine_busy_s"] if p.get("engine_busy_s") else None for p in (small, big)]
     return {"pairs": [small["pairs"], big["pairs"]],
             "steady_ratio": round(steady[1] / steady[0], 3) if all(steady) else None,
+            "busy_rate_ratio": round(busy[1] / busy[0], 3) if all(busy) else None,
             "wall_per_pair_ratio": round((big["wall_s"] / big["pairs"]) / (small["wall_s"] / small["pairs"]), 3),
             "peak_rss_ratio_by_role": rss, "peak_rss_ratio_max": max(rss.values()) if rss else None}
 

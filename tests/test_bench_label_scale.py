@@ -49,12 +49,15 @@ def test_inputs_have_the_same_structure_at_every_size(tmp_path):
 def test_scale_figures_compare_like_processes():
     import label_scale
 
-    def run(pairs, wall, steady, roles):
-        return {"pairs": pairs, "wall_s": wall, "steady_pairs_per_s": steady, "peak_rss_by_role_mb": roles}
+    def run(pairs, wall, steady, busy, roles):
+        return {"pairs": pairs, "wall_s": wall, "steady_pairs_per_s": steady, "engine_busy_s": busy,
+                "peak_rss_by_role_mb": roles}
 
-    small = run(100, 10.0, 50.0, {"driver": 500.0, "VLLM::Worker": 2000.0, "cc1plus": 400.0, "ray::X": 40.0})
-    big = run(1000, 120.0, 45.0, {"driver": 550.0, "VLLM::Worker": 2000.0, "ray::X": 45.0})
+    small = run(100, 10.0, 50.0, 2.0, {"driver": 500.0, "VLLM::Worker": 2000.0, "cc1plus": 400.0, "ray::X": 40.0})
+    big = run(1000, 120.0, 45.0, 25.0, {"driver": 550.0, "VLLM::Worker": 2000.0, "ray::X": 45.0})
     s = label_scale.scale_figures(small, big)
-    assert s["steady_ratio"] == 0.9 and s["wall_per_pair_ratio"] == 1.2
+    assert s["steady_ratio"] == 0.9 and s["wall_per_pair_ratio"] == 1.2 and s["busy_rate_ratio"] == 0.8
+    # too few batches for a steady rate: no ratio, not a made-up one
+    assert label_scale.scale_figures({**small, "steady_pairs_per_s": None}, big)["steady_ratio"] is None
     # compilers and processes under 50 MB are not compared
     assert s["peak_rss_ratio_by_role"] == {"driver": 1.1, "VLLM::Worker": 1.0} and s["peak_rss_ratio_max"] == 1.1
