@@ -192,6 +192,7 @@ def prompt_files(folder: Path, limit: int):
 def run_pipeline(model: str, pairs: Path, work: Path, n: int, engine_kw: dict = MODEL_KW) -> dict:
     from labeler.cli import main as labeler
 
+    work.mkdir(parents=True, exist_ok=True)
     cfg = work / "bench.yaml"
     text = (ROOT / "configs" / "tiny.yaml").read_text().replace("TINY", model)
     cfg.write_text(text.replace("data/demo/docs.jsonl", str(ROOT / "data" / "demo" / "docs.jsonl")))
@@ -446,7 +447,6 @@ def main():
         # The same command on fewer pairs first, in this run: does the cost per pair stay flat?
         small = Path(a.work) / f"pairs-{a.compare_pairs}"
         make_pairs(a.compare_pairs, small)
-        (Path(a.work) / f"n{a.compare_pairs}").mkdir(parents=True, exist_ok=True)
         result["pipeline_small"] = run_pipeline(model, small, Path(a.work) / f"n{a.compare_pairs}", a.compare_pairs)
     if "pipeline" in only:
         p = run_pipeline(model, pairs, work, a.pairs)
@@ -496,9 +496,8 @@ def main():
     if "teacher_pipeline" in only and a.teacher_sample:
         # The teacher through the stage that judges (grade_stream, as `labeler judge` runs it), with
         # the MedQuAD config's engine settings, on the same prompts as the direct peer above.
-        tw = Path(a.work) / f"teacher-{a.teacher_sample}"
-        tw.mkdir(parents=True, exist_ok=True)
-        result["teacher_pipeline"] = run_pipeline(resolve(a.teacher), tpairs, tw, a.teacher_sample, TEACHER_KW)
+        result["teacher_pipeline"] = run_pipeline(resolve(a.teacher), tpairs, Path(a.work) / f"teacher-{a.teacher_sample}",
+                                                  a.teacher_sample, TEACHER_KW)
         tp, td = result["teacher_pipeline"], result["teacher"]
         result["judge_vs_direct_teacher_steady"] = round((tp["steady_pairs_per_s"] or tp["pairs_per_s"]) / td["pairs_per_s"], 3)
     p, d = result.get("pipeline"), result.get("vllm_direct")

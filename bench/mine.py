@@ -155,17 +155,18 @@ class RssSampler:
 
     def per_process(self, table: dict, min_bytes: int = 50 << 20) -> dict:
         """MB per process ("name[pid]", the driver as "driver"), largest first."""
-        named = {("driver" if self.names.get(pid) == "driver" else f"{self.names.get(pid, '?')}[{pid}]"): v
-                 for pid, v in table.items()}
+        named = {(r if r == "driver" else f"{r}[{pid}]"): v for pid, v in table.items() for r in [self._role(pid)]}
         return {k: round(v / 2**20, 1) for k, v in sorted(named.items(), key=lambda kv: -kv[1]) if v >= min_bytes}
+
+    def _role(self, pid: int) -> str:
+        return self.names.get(pid, "?")
 
     def by_role(self, table: dict) -> dict:
         """MB per kind of process (the name without its pid; the largest of a kind), so that two
         runs' processes can be compared."""
         out: dict = {}
         for pid, v in table.items():
-            name = "driver" if self.names.get(pid) == "driver" else self.names.get(pid, "?")
-            out[name] = max(out.get(name, 0.0), round(v / 2**20, 1))
+            out[self._role(pid)] = max(out.get(self._role(pid), 0.0), round(v / 2**20, 1))
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def __enter__(self):
