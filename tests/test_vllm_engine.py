@@ -20,3 +20,35 @@ def test_seeded_generation_and_grading_across_many_small_steps(tiny_model):
     assert [x.text for x in a] == [x.text for x in b]  # the seeds still make sampling repeatable
     graded = eng.grade(prompts)
     assert all(r.error is None and r.probs is not None for r in graded)
+
+
+IN_PROCESS = r"""
+import json, sys
+from labeler.config import EngineConfig
+from labeler.engines.vllm_engine import VLLMEngine, _engine_processes
+eng = VLLMEngine(EngineConfig(model=sys.argv[1], max_model_len=512, max_num_seqs=16, in_process=True))
+graded = eng.grade(json.loads(sys.argv[2]))
+print(json.dumps({"engine_processes": len(_engine_processes()),
+                  "probs": [r.probs for r in graded], "errors": [r.error for r in graded]}))
+"""
+
+
+def test_in_process_engine_grades_like_the_engine_process(tiny_model):
+    """engine.in_process: no EngineCore process, and the same grades as the default engine."""
+    import json
+    import subprocess
+    import sys
+
+    from labeler.config import EngineConfig
+    from labeler.engines.vllm_engine import VLLMEngine
+
+    prompts = [f"is doc {i} about vpn access? grade:" for i in range(6)]
+    # Its own interpreter: the in-process switch is an environment variable vLLM reads once.
+    out = subprocess.run([sys.executable, "-c", IN_PROCESS, tiny_model, json.dumps(prompts)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["engine_processes"] == 0 and got["errors"] == [None] * len(prompts)
+    ref = VLLMEngine(EngineConfig(model=tiny_model, max_model_len=512, max_num_seqs=16)).grade(prompts)
+    for r, p in zip(ref, got["probs"]):
+        assert len(r.probs) == len(p) and all(abs(a - b) < 1e-3 for a, b in zip(r.probs, p))

@@ -42,6 +42,9 @@ class VLLMEngine(Engine):
         if n is not None:
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{n - 1}"
             os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
+        if cfg.in_process:
+            # Read when the LLM is built: the in-process client instead of an EngineCore process.
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         from vllm import LLM
 
         self.cfg = cfg
@@ -58,6 +61,8 @@ class VLLMEngine(Engine):
             kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
         else:
             kwargs["enforce_eager"] = True  # no CUDA graphs on CPU
+        if cfg.in_process:
+            kwargs["distributed_executor_backend"] = "uni"
         if cfg.block_size or not gpu:
             kwargs["block_size"] = cfg.block_size or CPU_BLOCK_SIZE
         batched = cfg.max_num_batched_tokens or (None if gpu else CPU_MAX_BATCHED_TOKENS)
