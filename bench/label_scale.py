@@ -411,6 +411,8 @@ def main():
     ap.add_argument("--layers", type=int, default=2, help="random model: layers")
     ap.add_argument("--compare-pairs", type=int, help="also run the pipeline on this many pairs first, in the same run, "
                     "and report the steady-rate and per-process memory ratios (`scale`)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="the pipeline's engine with engine.in_process (vLLM inside the engine actor)")
     ap.add_argument("--baseline-pairs", type=int, help="pairs for vllm_direct and ray_data_llm (default: all)")
     ap.add_argument("--hf-sample", type=int, default=1000)
     ap.add_argument("--teacher", default="offline:qwen2.5-coder-1.5b-instruct")
@@ -440,16 +442,18 @@ def main():
     t = time.time()
     make_pairs(a.pairs, pairs)
     log(f"{a.pairs:,} pairs in {pairs} ({time.time() - t:.1f}s); model {model}")
+    engine_kw = dict(MODEL_KW, in_process=True) if a.in_process else MODEL_KW
     result: dict = {"pairs": a.pairs, "model": a.model or f"random Llama hidden {a.hidden}, {a.layers} layers, head_dim 64",
-                    "engine": MODEL_KW, "max_doc_tokens": MAX_DOC_TOKENS, "cpus": os.cpu_count(),
+                    "engine": engine_kw, "max_doc_tokens": MAX_DOC_TOKENS, "cpus": os.cpu_count(),
                     "machine": machine_info(), "dtype": DTYPE}
     if "pipeline" in only and a.compare_pairs and a.compare_pairs < a.pairs:
         # The same command on fewer pairs first, in this run: does the cost per pair stay flat?
         small = Path(a.work) / f"pairs-{a.compare_pairs}"
         make_pairs(a.compare_pairs, small)
-        result["pipeline_small"] = run_pipeline(model, small, Path(a.work) / f"n{a.compare_pairs}", a.compare_pairs)
+        result["pipeline_small"] = run_pipeline(model, small, Path(a.work) / f"n{a.compare_pairs}", a.compare_pairs,
+                                                engine_kw)
     if "pipeline" in only:
-        p = run_pipeline(model, pairs, work, a.pairs)
+        p = run_pipeline(model, pairs, work, a.pairs, engine_kw)
         result["pipeline"] = p
         result.update(wall_s=p["wall_s"], pairs_per_s=p["pairs_per_s"], peak_rss_mb=p["peak_rss_mb"])
     if result.get("pipeline_small"):
