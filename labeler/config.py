@@ -122,6 +122,13 @@ class EngineConfig(_Strict):
     usd_per_1m_input_tokens: float = Field(0.0, ge=0)
     usd_per_1m_output_tokens: float = Field(0.0, ge=0)
 
+    @model_validator(mode="after")
+    def _one_process_one_device(self):
+        if self.in_process and self.tensor_parallel_size > 1:
+            raise ValueError("in_process runs the model in the engine actor's process: it needs "
+                             f"tensor_parallel_size 1, not {self.tensor_parallel_size}")
+        return self
+
 
 # How fast an engine runs, not what it answers: left out of stage fingerprints, so that adding
 # actors or tuning a batch never redoes (or re-pays for) a finished stage.

@@ -76,3 +76,14 @@ def test_every_shipped_config_validates():
     for p in paths:
         cfg = load_config(p)
         assert cfg.distill.kind in ("generative", "cross_encoder", "bi_encoder"), p
+
+
+def test_in_process_engine_needs_one_device():
+    import pytest
+    from pydantic import ValidationError
+
+    from labeler.config import EngineConfig
+
+    assert EngineConfig(model="m", in_process=True).in_process
+    with pytest.raises(ValidationError, match="tensor_parallel_size 1"):
+        EngineConfig(model="m", in_process=True, tensor_parallel_size=2)
