@@ -155,18 +155,19 @@ class RssSampler:
 
     def per_process(self, table: dict, min_bytes: int = 50 << 20) -> dict:
         """MB per process ("name[pid]", the driver as "driver"), largest first."""
-        named = {(r if r == "driver" else f"{r}[{pid}]"): v for pid, v in table.items() for r in [self._role(pid)]}
+        named = {}
+        for pid, v in table.items():
+            role = self.names.get(pid, "?")
+            named[role if role == "driver" else f"{role}[{pid}]"] = v
         return {k: round(v / 2**20, 1) for k, v in sorted(named.items(), key=lambda kv: -kv[1]) if v >= min_bytes}
-
-    def _role(self, pid: int) -> str:
-        return self.names.get(pid, "?")
 
     def by_role(self, table: dict) -> dict:
         """MB per kind of process (the name without its pid; the largest of a kind), so that two
         runs' processes can be compared."""
         out: dict = {}
         for pid, v in table.items():
-            out[self._role(pid)] = max(out.get(self._role(pid), 0.0), round(v / 2**20, 1))
+            role = self.names.get(pid, "?")
+            out[role] = max(out.get(role, 0.0), round(v / 2**20, 1))
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def __enter__(self):
