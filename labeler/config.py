@@ -84,8 +84,9 @@ class EngineConfig(_Strict):
     # vLLM: run the engine core and its worker inside the engine actor's own process (vLLM's
     # in-process client and "uni" executor) instead of an EngineCore and a Worker process. On a
     # 2-core CPU the EngineCore's shared-memory queue busy-waits for a core the model needs; direct
-    # vLLM then labeled ~20% more pairs/s in process. Off by default: the in-process engine has no
-    # execute-model timeout, and the pipeline has not been measured with it at 1M pairs.
+    # vLLM labeled ~20% more pairs/s in process, but the pipeline only ~6% more (1.08x direct vLLM
+    # with token ids at 1M pairs, against 1.02x), so it stays off by default. A step past vLLM's
+    # execute-model limit ends the actor, as with the EngineCore process (engines.vllm_engine).
     in_process: bool = False
     # Ray Data actor pool: rows per call, and resources per engine actor.
     batch_size: int = Field(32, ge=1)

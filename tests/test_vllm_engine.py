@@ -52,3 +52,41 @@ def test_in_process_engine_grades_like_the_engine_process(tiny_model):
     ref = VLLMEngine(EngineConfig(model=tiny_model, max_model_len=512, max_num_seqs=16)).grade(prompts)
     for r, p in zip(ref, got["probs"]):
         assert len(r.probs) == len(p) and all(abs(a - b) < 1e-3 for a, b in zip(r.probs, p))
+
+
+STALLS = r"""
+import sys, time
+from labeler.config import EngineConfig
+from labeler.engines.base import call_engine
+from labeler.engines.vllm_engine import VLLMEngine
+eng = VLLMEngine(EngineConfig(model=sys.argv[1], max_model_len=512, max_num_seqs=1, in_process=True))
+core = eng.llm.llm_engine.engine_core
+get_output = core.get_output
+def slow():  # each step takes 1 s: 8 prompts one at a time run well past the 4 s limit in all
+    time.sleep(1)
+    return get_output()
+core.get_output = slow
+graded = call_engine(eng, eng.grade, [f"is doc {i} about vpn access? grade:" for i in range(8)])
+print("slow steps:", sum(r.error is None for r in graded), flush=True)
+core.get_output = lambda: time.sleep(600)  # a step that never ends
+call_engine(eng, eng.grade, ["is doc 9 about vpn access? grade:"])
+print("the stuck call returned", flush=True)
+"""
+
+
+def test_in_process_engine_ends_its_actor_when_a_step_stalls(tiny_model):
+    """In process there is no executor timeout: a step past VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS
+    ends the process as a dead engine (so Ray restarts the actor), slow steps within it do not."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from labeler.engines.base import EXIT_ENGINE_DEAD
+
+    t = time.time()
+    out = subprocess.run([sys.executable, "-c", STALLS, tiny_model], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "4"})
+    assert out.returncode == EXIT_ENGINE_DEAD, (out.returncode, out.stdout[-2000:], out.stderr[-3000:])
+    assert "slow steps: 8" in out.stdout and "the stuck call returned" not in out.stdout
+    assert "no engine step finished in" in out.stderr and time.time() - t < 300

@@ -143,22 +143,32 @@ def exit_dead(model_id: str, why: str) -> None:
 
 
 class EngineWatch:
-    """Watches an engine's own processes while a call is in flight: if one dies, the call may
-    never return (vLLM 0.32's sync client waits forever on its output queue after its EngineCore
-    is killed), so the watcher ends the actor itself (exit_dead)."""
+    """Watches an engine while a call is in flight, and ends the actor itself (exit_dead) when the
+    call may never return: one of the engine's own processes died (vLLM 0.32's sync client waits
+    forever on its output queue after its EngineCore is killed), or, with `stall_s`, no engine step
+    finished for that long (an engine in this process has no other step timeout)."""
 
-    def __init__(self, procs: list, model_id: str, every_s: float = 1.0):
+    def __init__(self, procs: list, model_id: str, every_s: float = 1.0, stall_s: float | None = None):
         import threading
+        import time
 
-        self.procs, self.model_id, self.every_s = procs, model_id, every_s
+        self.procs, self.model_id, self.every_s, self.stall_s = procs, model_id, every_s, stall_s
         self._busy = 0
+        self._last = time.monotonic()
         threading.Thread(target=self._run, daemon=True, name="labeler-engine-watch").start()
+
+    def tick(self) -> None:
+        """The engine finished a step: the stall clock starts again."""
+        import time
+
+        self._last = time.monotonic()
 
     def busy(self):
         from contextlib import contextmanager
 
         @contextmanager
         def cm():
+            self.tick()
             self._busy += 1
             try:
                 yield
@@ -187,3 +197,6 @@ class EngineWatch:
                 gone = self.dead()
                 if gone:
                     exit_dead(self.model_id, f"its process {', '.join(gone)} exited during a call")
+                idle = time.monotonic() - self._last
+                if self.stall_s is not None and idle > self.stall_s:
+                    exit_dead(self.model_id, f"no engine step finished in {idle:.0f} s (limit {self.stall_s:g} s)")

@@ -33,6 +33,24 @@ def _engine_processes() -> list:
     return procs
 
 
+def _watch_steps(llm, model_id: str) -> EngineWatch:
+    """In process there is no EngineCore to watch and no executor timeout: every engine step stamps
+    the watch instead, and a step that runs past vLLM's own execute-model limit
+    (VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS, 300 s by default) ends the actor like a dead engine."""
+    import vllm.envs as envs
+
+    watch = EngineWatch([], model_id, stall_s=float(envs.VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS))
+    engine, step = llm.llm_engine, llm.llm_engine.step
+
+    def stamped_step():
+        out = step()
+        watch.tick()
+        return out
+
+    engine.step = stamped_step  # LLM's run loop calls self.llm_engine.step() once per engine step
+    return watch
+
+
 class VLLMEngine(Engine):
     def __init__(self, cfg: EngineConfig, seed: int = 0):
         # Read by vLLM's CPU backend when the engine starts (GiB of KV cache). These are the
@@ -75,7 +93,10 @@ class VLLMEngine(Engine):
             kwargs["enable_chunked_prefill"] = False
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
-        self.watch = EngineWatch(_engine_processes(), cfg.model)
+        if cfg.in_process:
+            self.watch = _watch_steps(self.llm, cfg.model)
+        else:
+            self.watch = EngineWatch(_engine_processes(), cfg.model)
 
     def is_dead(self, exc: BaseException) -> bool:
         from vllm.v1.engine.exceptions import EngineDeadError
