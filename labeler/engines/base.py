@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -149,9 +151,6 @@ class EngineWatch:
     finished for that long (an engine in this process has no other step timeout)."""
 
     def __init__(self, procs: list, model_id: str, every_s: float = 1.0, stall_s: float | None = None):
-        import threading
-        import time
-
         self.procs, self.model_id, self.every_s, self.stall_s = procs, model_id, every_s, stall_s
         self._busy = 0
         self._last = time.monotonic()
@@ -159,8 +158,6 @@ class EngineWatch:
 
     def tick(self) -> None:
         """The engine finished a step: the stall clock starts again."""
-        import time
-
         self._last = time.monotonic()
 
     def busy(self):
@@ -189,8 +186,6 @@ class EngineWatch:
         return out
 
     def _run(self):
-        import time
-
         while True:
             time.sleep(self.every_s)
             if self._busy:

@@ -40,14 +40,14 @@ def _watch_steps(llm, model_id: str) -> EngineWatch:
     import vllm.envs as envs
 
     watch = EngineWatch([], model_id, stall_s=float(envs.VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS))
-    engine, step = llm.llm_engine, llm.llm_engine.step
+    step = llm.llm_engine.step
 
     def stamped_step():
         out = step()
         watch.tick()
         return out
 
-    engine.step = stamped_step  # LLM's run loop calls self.llm_engine.step() once per engine step
+    llm.llm_engine.step = stamped_step  # LLM's run loop calls self.llm_engine.step() once per engine step
     return watch
 
 
