@@ -60,9 +60,10 @@ from labeler.config import EngineConfig
 from labeler.engines.base import call_engine
 from labeler.engines.vllm_engine import VLLMEngine
 eng = VLLMEngine(EngineConfig(model=sys.argv[1], max_model_len=512, max_num_seqs=1, in_process=True))
+call_engine(eng, eng.grade, ["warm up: the first steps pay one-time costs"])
 core = eng.llm.llm_engine.engine_core
 get_output = core.get_output
-def slow():  # each step takes 1 s: 8 prompts one at a time run well past the 4 s limit in all
+def slow():  # each step takes 1 s: 8 prompts one at a time run well past the 5 s limit in all
     time.sleep(1)
     return get_output()
 core.get_output = slow
@@ -86,7 +87,7 @@ def test_in_process_engine_ends_its_actor_when_a_step_stalls(tiny_model):
 
     t = time.time()
     out = subprocess.run([sys.executable, "-c", STALLS, tiny_model], capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "4"})
+                         env={**os.environ, "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "5"})
     assert out.returncode == EXIT_ENGINE_DEAD, (out.returncode, out.stdout[-2000:], out.stderr[-3000:])
     assert "slow steps: 8" in out.stdout and "the stuck call returned" not in out.stdout
     assert "no engine step finished in" in out.stderr and time.time() - t < 300
