@@ -336,6 +336,11 @@ class BiEncoderConfig(_Strict):
     # Held-out teacher pairs scored after every epoch: the export is the best epoch (or the base
     # model itself, epoch 0, when no epoch beat it) by this measure.
     select_by: Literal["spearman", "pairwise_accuracy", "ndcg@10", "last"] = "spearman"
+    # Weight-space ensembling (WiSE-FT, Wortsman et al. 2022): the export's weights are this share
+    # of the base model's plus the rest of the fine-tuned one's (0.5, that paper's default). One
+    # encoder, so labeling costs the same; it keeps what the pretrained encoder knew where the
+    # teacher is weak. Not chosen on held-out teacher pairs: they favour the teacher's errors. 0: off.
+    base_weight: float = Field(0.5, ge=0, lt=1)
     score_batch_size: int = Field(64, ge=1)
 
 

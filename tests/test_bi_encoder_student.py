@@ -85,6 +85,7 @@ def test_trains_exports_the_best_epoch_calibrates_and_labels(tiny_encoder, tmp_p
     assert export_backend(export) == "bi_encoder"
     meta = json.loads((export / "labeler_bi_encoder.json").read_text())
     assert meta["calibration"]["fitted_on"] == "heldout" and meta["epoch"] == best
+    assert meta["base_weight"] == (0.5 if best else None)  # WiSE-FT by default; nothing to blend at epoch 0
     assert train["heldout_agreement"]["n_labeled"] == 30
     engine = make_engine(EngineConfig(model=str(export), batch_size=16))  # picked by its marker
     rows = [{"query": r["query"], "title": r["title"], "text": r["text"]} for r in _judgments(n_queries=2).to_pylist()]
@@ -92,3 +93,32 @@ def test_trains_exports_the_best_epoch_calibrates_and_labels(tiny_encoder, tmp_p
     assert len(results) == 10 and all(r.error is None and r.probs is None for r in results)
     assert all(0 <= r.expected <= 3 and r.grade in (0, 1, 2, 3) for r in results)
     assert len(truncated) == 10
+
+
+def test_blend_with_base_is_the_weighted_mean_of_the_two_models(tiny_encoder, tmp_path):
+    """WiSE-FT: every floating-point tensor of the export becomes (1 - w) * tuned + w * base; a base
+    of another architecture is refused rather than half-blended."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from labeler.models import make_random_encoder
+    from labeler.students.bi_encoder import blend_with_base
+
+    tuned_dir = make_random_encoder(tmp_path / "tuned", seed=1)  # the same layout, other weights
+    export = tmp_path / "export"
+    SentenceTransformer(str(tuned_dir), device="cpu").save(str(export))
+    tuned = {k: v.clone() for k, v in SentenceTransformer(str(export), device="cpu").state_dict().items()}
+    base = SentenceTransformer(tiny_encoder, device="cpu").state_dict()
+    blend_with_base(export, tiny_encoder, 0.25)
+    blended = SentenceTransformer(str(export), device="cpu").state_dict()
+    floats = [k for k, v in tuned.items() if v.is_floating_point()]
+    assert floats and any(not torch.equal(tuned[k], base[k]) for k in floats)
+    for k in floats:
+        torch.testing.assert_close(blended[k], 0.75 * tuned[k] + 0.25 * base[k])
+    for k in set(tuned) - set(floats):
+        assert torch.equal(blended[k], tuned[k])
+
+    for name, layers in (("narrower", 2), ("shallower", 1)):  # the same names, other shapes; fewer names
+        other = make_random_encoder(tmp_path / name, hidden=64, layers=layers, seed=2)
+        with pytest.raises(ValueError, match="differ in architecture"):
+            blend_with_base(export, str(other), 0.5)

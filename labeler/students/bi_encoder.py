@@ -9,7 +9,8 @@ pretrained encoder already knows.
   order of the targets counts, so no scale has to be guessed).
 - Kept from drifting: the held-out teacher pairs are scored before training (epoch 0, the base
   model) and after every epoch; the export is the best of them by `select_by`, the base model
-  itself when no epoch beat it.
+  itself when no epoch beat it. Then the export's weights are averaged with the base model's
+  (bi_encoder.base_weight, WiSE-FT): one encoder that keeps more of what MiniLM knew.
 - Calibrated: an isotonic map from cosine to the teacher's 0-3 scale, fitted on held-out teacher
   pairs (or on human judgments, `--calibrate-on`), stored in the export (engines.encoder_export).
 
@@ -257,10 +258,13 @@ class BiEncoderStudent(Student):
         state = raytrain.export(result, export, drop=("optimizer.pt",))
         history = [{"epoch": 0, "val_agreement": base_val}, *state.get("history", [])]
         chosen = self._choose(history, result, export, base)
+        if c.base_weight and chosen:
+            blend_with_base(export, base, c.base_weight)
         model = SentenceTransformer(str(export), device="cpu")
         model.max_seq_length = c.max_seq_len
         meta = {"kind": "bi_encoder", "base_model": c.base_model, "max_seq_len": c.max_seq_len,
-                "target": c.target, "loss": c.loss, "epoch": chosen, "calibration": None}
+                "target": c.target, "loss": c.loss, "epoch": chosen,
+                "base_weight": c.base_weight if chosen else None, "calibration": None}
         stats = {"history": history, "epoch_exported": chosen, "select_by": c.select_by,
                  "train_pairs": len(train_rows), "triplets": trips.num_rows, "margin_scale": round(margin_scale, 5)}
         if val_rows:
@@ -308,6 +312,26 @@ class BiEncoderStudent(Student):
                 return best
         log.warning("[distill] the checkpoint of epoch %d is gone; exporting the last epoch", best)
         return history[-1]["epoch"]
+
+
+def blend_with_base(export: Path, base: str, base_weight: float) -> None:
+    """WiSE-FT: rewrite the fine-tuned model in `export` as (1 - w) * fine-tuned + w * base, tensor by
+    tensor (integer buffers such as position ids are kept as they are)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    tuned = SentenceTransformer(str(export), device="cpu")
+    start = SentenceTransformer(base, device="cpu").state_dict()
+    state = tuned.state_dict()
+    if state.keys() != start.keys() or any(state[k].shape != start[k].shape for k in state):
+        raise ValueError(f"distill (bi_encoder): {export} and its base {base} differ in architecture; "
+                         f"base_weight needs the same parameters in both")
+    with torch.no_grad():
+        for name, t in state.items():
+            if t.is_floating_point():
+                t.mul_(1.0 - base_weight).add_(start[name].to(t.dtype), alpha=base_weight)
+    tuned.save(str(export))
+    log.info("[distill] exported weights: %.2f of the base model, %.2f fine-tuned", base_weight, 1 - base_weight)
 
 
 def _cross_fitted(rows: list[dict], scores: np.ndarray, expected: np.ndarray, k: int) -> dict:
