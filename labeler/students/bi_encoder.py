@@ -258,13 +258,12 @@ class BiEncoderStudent(Student):
         state = raytrain.export(result, export, drop=("optimizer.pt",))
         history = [{"epoch": 0, "val_agreement": base_val}, *state.get("history", [])]
         chosen = self._choose(history, result, export, base)
-        if c.base_weight and chosen:
-            blend_with_base(export, base, c.base_weight)
-        model = SentenceTransformer(str(export), device="cpu")
+        blend = c.base_weight if chosen else None  # epoch 0 is the base model: nothing to blend
+        model = (blend_with_base(export, base, blend) if blend
+                 else SentenceTransformer(str(export), device="cpu"))
         model.max_seq_length = c.max_seq_len
         meta = {"kind": "bi_encoder", "base_model": c.base_model, "max_seq_len": c.max_seq_len,
-                "target": c.target, "loss": c.loss, "epoch": chosen,
-                "base_weight": c.base_weight if chosen else None, "calibration": None}
+                "target": c.target, "loss": c.loss, "epoch": chosen, "base_weight": blend, "calibration": None}
         stats = {"history": history, "epoch_exported": chosen, "select_by": c.select_by,
                  "train_pairs": len(train_rows), "triplets": trips.num_rows, "margin_scale": round(margin_scale, 5)}
         if val_rows:
@@ -314,9 +313,10 @@ class BiEncoderStudent(Student):
         return history[-1]["epoch"]
 
 
-def blend_with_base(export: Path, base: str, base_weight: float) -> None:
+def blend_with_base(export: Path, base: str, base_weight: float):
     """WiSE-FT: rewrite the fine-tuned model in `export` as (1 - w) * fine-tuned + w * base, tensor by
-    tensor (integer buffers such as position ids are kept as they are)."""
+    tensor (integer buffers such as position ids are kept as they are); returns the blended model,
+    so the caller need not load it again."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -332,6 +332,7 @@ def blend_with_base(export: Path, base: str, base_weight: float) -> None:
                 t.mul_(1.0 - base_weight).add_(start[name].to(t.dtype), alpha=base_weight)
     tuned.save(str(export))
     log.info("[distill] exported weights: %.2f of the base model, %.2f fine-tuned", base_weight, 1 - base_weight)
+    return tuned
 
 
 def _cross_fitted(rows: list[dict], scores: np.ndarray, expected: np.ndarray, k: int) -> dict:
