@@ -289,6 +289,12 @@ def run_encoder(a) -> dict:
             "peak_rss_mb": round(peak_rss_self_mb(), 1)}
 
 
+def step_kw(a) -> dict:
+    """--max-num-batched-tokens for a vLLM peer, as the label stage's engine applies it (whole prompts)."""
+    n = getattr(a, "max_num_batched_tokens", None)
+    return {"max_num_batched_tokens": n, "enable_chunked_prefill": False} if n else {}
+
+
 def run_vllm(a) -> dict:
     """Direct vLLM: LLM.generate on the prompt files (or prompts built here for --pairs-dir)."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -296,7 +302,7 @@ def run_vllm(a) -> dict:
 
     t0 = time.time()
     llm = LLM(model=a.model, dtype=DTYPE, max_model_len=a.max_model_len, max_num_seqs=MODEL_KW["max_num_seqs"],
-              enforce_eager=True, enable_prefix_caching=True, seed=0)
+              enforce_eager=True, enable_prefix_caching=True, seed=0, **step_kw(a))
     start = time.time() - t0
     if a.pairs_dir:  # the teacher: its own chat template and tokenizer
         import pyarrow.parquet as pq
@@ -350,7 +356,7 @@ def run_ray_data_llm(a) -> dict:
         placement_group_config={"bundles": [{"CPU": 1}], "strategy": "PACK"},
         chat_template_stage=False, tokenize_stage=False, detokenize_stage=False,
         engine_kwargs={"dtype": DTYPE, "max_model_len": a.max_model_len, "max_num_seqs": MODEL_KW["max_num_seqs"],
-                       "enforce_eager": True, "enable_prefix_caching": True})
+                       "enforce_eager": True, "enable_prefix_caching": True, **step_kw(a)})
 
     def post(row):
         top = {d.get("decoded_token"): d["logprob"] for d in (row.get("logprobs") or [{}])[0].values()}
@@ -417,6 +423,8 @@ def main():
     ap.add_argument("--hf-sample", type=int, default=1000)
     ap.add_argument("--teacher", default="offline:qwen2.5-coder-1.5b-instruct")
     ap.add_argument("--teacher-sample", type=int, default=24)
+    ap.add_argument("--max-num-batched-tokens", type=int, help="tokens per vLLM step for every vLLM peer (default: "
+                    "the engine's own, 2048 on a CPU, in the pipeline; vLLM's, 4096 on a CPU, in the others)")
     ap.add_argument("--only", default="pipeline,vllm_direct,ray_data_llm,hf_transformers,teacher",
                     help="comma-separated subset to run")
     ap.add_argument("--work", default=str(ROOT / "out" / "bench-label"))
@@ -442,7 +450,10 @@ def main():
     t = time.time()
     make_pairs(a.pairs, pairs)
     log(f"{a.pairs:,} pairs in {pairs} ({time.time() - t:.1f}s); model {model}")
-    engine_kw = dict(MODEL_KW, in_process=True) if a.in_process else MODEL_KW
+    engine_kw = dict(MODEL_KW, in_process=True) if a.in_process else dict(MODEL_KW)
+    if a.max_num_batched_tokens:
+        engine_kw["max_num_batched_tokens"] = a.max_num_batched_tokens
+    step = {"max_num_batched_tokens": a.max_num_batched_tokens} if a.max_num_batched_tokens else {}
     result: dict = {"pairs": a.pairs, "model": a.model or f"random Llama hidden {a.hidden}, {a.layers} layers, head_dim 64",
                     "engine": engine_kw, "max_doc_tokens": MAX_DOC_TOKENS, "cpus": os.cpu_count(),
                     "machine": machine_info(), "dtype": DTYPE}
@@ -482,12 +493,13 @@ def main():
         build_prompts(model, pairs, prompts, need)
         log(f"{need:,} prompts built for the baselines in {time.time() - t:.1f}s (not timed)")
     if "vllm_direct" in only:
-        result["vllm_direct"] = single("vllm", model=model, prompts=prompts, limit=base_n)
-        result["vllm_direct_token_ids"] = single("vllm", model=model, prompts=prompts, limit=base_n, token_ids=1)
+        result["vllm_direct"] = single("vllm", model=model, prompts=prompts, limit=base_n, **step)
+        result["vllm_direct_token_ids"] = single("vllm", model=model, prompts=prompts, limit=base_n, token_ids=1, **step)
     if "ray_data_llm" in only:
         import shutil
         shutil.rmtree(work / "ray_data_llm", ignore_errors=True)
-        result["ray_data_llm"] = single("ray_data_llm", model=model, prompts=prompts, limit=base_n, out=work / "ray_data_llm")
+        result["ray_data_llm"] = single("ray_data_llm", model=model, prompts=prompts, limit=base_n, out=work / "ray_data_llm",
+                                        **step)
     if "hf_transformers" in only and a.hf_sample:
         result["hf_transformers"] = {**single("hf", model=model, prompts=prompts, limit=a.hf_sample), "sample": a.hf_sample}
     if only & {"teacher", "teacher_pipeline"} and a.teacher_sample:
