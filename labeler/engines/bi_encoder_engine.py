@@ -8,7 +8,7 @@ from typing import Sequence
 
 from .. import models
 from ..config import EngineConfig
-from .encoder_export import ScoringEngine, read_meta
+from .encoder_export import ScoringEngine, doc_lengths, pair_cosines, read_meta, sentence_model
 
 META_FILE = "labeler_bi_encoder.json"
 
@@ -18,7 +18,6 @@ class BiEncoderEngine(ScoringEngine):
 
     def __init__(self, cfg: EngineConfig, seed: int = 0):
         import torch
-        from sentence_transformers import SentenceTransformer
 
         self.cfg = cfg
         self.use_threads(cfg)
@@ -27,24 +26,14 @@ class BiEncoderEngine(ScoringEngine):
         self.model_id = cfg.model
         self.model_version = models.model_version(path)
         torch.manual_seed(seed)
-        self.model = SentenceTransformer(path, device="cuda" if torch.cuda.is_available() else "cpu")
-        self.model.max_seq_length = int(self.meta.get("max_seq_len", self.model.max_seq_length))
+        self.model = sentence_model(path, self.meta.get("max_seq_len", 256))
         self.tokenizer = self.model.tokenizer
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> tuple[list[float], list[bool], list[int]]:
         """Cosines of (query, document text) pairs; which documents were cut to max_seq_len; token counts."""
-        import numpy as np
-
         if not pairs:
             return [], [], []
-        queries = sorted({q for q, _ in pairs})
-        qv = self.model.encode(queries, batch_size=self.cfg.batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=False)
-        q_index = {q: i for i, q in enumerate(queries)}
-        docs = [d for _, d in pairs]
-        dv = self.model.encode(docs, batch_size=self.cfg.batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=False)
-        cos = np.einsum("ij,ij->i", qv[[q_index[q] for q, _ in pairs]], dv)
-        lens = [len(x) for x in self.tokenizer(docs, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
+        cos = pair_cosines(self.model, pairs, self.cfg.batch_size)
+        lens = doc_lengths(self.tokenizer, [d for _, d in pairs])
         limit = self.model.max_seq_length
-        return cos.astype(float).tolist(), [n > limit for n in lens], [min(n, limit) for n in lens]
+        return cos.tolist(), [n > limit for n in lens], [min(n, limit) for n in lens]

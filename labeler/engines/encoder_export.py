@@ -20,6 +20,35 @@ def pair_text(row: dict) -> str:
     return f"{title}\n{text}" if title else text
 
 
+def sentence_model(path, max_seq_len: int):
+    """A sentence-transformers folder (a bi-encoder export, or a cross-encoder's prior) reading
+    `max_seq_len` tokens of a document, on the GPU when there is one."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(path), device="cuda" if torch.cuda.is_available() else "cpu")
+    model.max_seq_length = int(max_seq_len)
+    return model
+
+
+def pair_cosines(model, pairs: Sequence[tuple[str, str]], batch_size: int) -> np.ndarray:
+    """Cosine of each (query, document text) pair under `model` (a SentenceTransformer), each
+    distinct query embedded once: the bi-encoder's score and the cross-encoder's prior."""
+    if not pairs:
+        return np.zeros(0)
+    queries = sorted({q for q, _ in pairs})
+    q_index = {q: i for i, q in enumerate(queries)}
+    kw = dict(batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    qv = model.encode(queries, **kw)
+    dv = model.encode([d for _, d in pairs], **kw)
+    return np.einsum("ij,ij->i", qv[[q_index[q] for q, _ in pairs]], dv).astype(float)
+
+
+def doc_lengths(tokenizer, docs: Sequence[str]) -> list[int]:
+    """Token counts of documents as a bi-encoder reads them (special tokens included, uncut)."""
+    return [len(x) for x in tokenizer(list(docs), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]]
+
+
 def apply_calibration(scores, calibration: dict) -> np.ndarray:
     """Breakpoints -> expected grades in [0, 3]; linear between breakpoints, clipped outside (as
     sklearn's IsotonicRegression predicts)."""

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from .. import models
 from ..engines.bi_encoder_engine import META_FILE
-from ..engines.encoder_export import apply_calibration, pair_text, write_meta
+from ..engines.encoder_export import apply_calibration, pair_cosines, pair_text, write_meta
 from ..schema import TRAIN_EXAMPLES, rejected_row
 from . import raytrain
 from .base import Student, Trained, TrainingData
@@ -58,16 +58,8 @@ def graded_pairs(judgments: pa.Table) -> tuple[list[dict], list[dict]]:
 
 
 def cosines(model, rows: list[dict], batch_size: int) -> np.ndarray:
-    """Cosine of each pair under `model` (a SentenceTransformer), queries embedded once."""
-    if not rows:
-        return np.zeros(0)
-    queries = sorted({r["query"] for r in rows})
-    qi = {q: i for i, q in enumerate(queries)}
-    qv = model.encode(queries, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                      show_progress_bar=False)
-    dv = model.encode([r["doc"] for r in rows], batch_size=batch_size, normalize_embeddings=True,
-                      convert_to_numpy=True, show_progress_bar=False)
-    return np.einsum("ij,ij->i", qv[[qi[r["query"]] for r in rows]], dv)
+    """Cosine of each pair row (query, doc) under `model` (a SentenceTransformer)."""
+    return pair_cosines(model, [(r["query"], r["doc"]) for r in rows], batch_size)
 
 
 def targets(rows: list[dict], how: str, weights: dict) -> np.ndarray:
