@@ -278,8 +278,10 @@ class CrossEncoderConfig(_Strict):
 
     base_model: str = "offline:all-minilm-l6-v2"
     # lce: one teacher-positive and group_size-1 BM25 negatives per group, softmax cross-entropy;
-    # pointwise: regress the teacher's expected grade on every graded pair.
-    loss: Literal["lce", "pointwise"] = "lce"
+    # pointwise: regress the teacher's expected grade on every graded pair; margin_mse: within a
+    # query, the score margin of two of its documents regresses their expected-grade margin (the
+    # bi-encoder's MarginMSE: only what the teacher says within a query is learnt).
+    loss: Literal["lce", "pointwise", "margin_mse"] = "lce"
     pointwise_loss: Literal["mse", "bce"] = "mse"
     group_size: int = Field(8, ge=2)
     temperature: float = Field(1.0, gt=0)
@@ -301,6 +303,13 @@ class CrossEncoderConfig(_Strict):
     # held-out queries are never used. 0: teacher groups only.
     title_groups: int = Field(0, ge=0)
     title_min_words: int = Field(3, ge=1, description="shorter titles are not used as queries")
+    # cosine: the score is the base model's own cosine (as a sentence-transformers bi-encoder)
+    # mapped linearly to the teacher's grade scale, plus the cross-encoder's output, whose head
+    # starts at zero. Training then starts from the free baseline's ranking and learns only what
+    # the teacher adds to it (a residual); a head trained from nothing needs far more pairs than a
+    # teacher here can grade. none: the cross-encoder's output alone.
+    prior: Literal["none", "cosine"] = "none"
+    prior_max_seq_len: int = Field(128, ge=16, description="tokens of a document the prior's bi-encoder reads")
 
     @model_validator(mode="after")
     def _window(self):

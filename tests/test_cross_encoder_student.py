@@ -21,7 +21,7 @@ from labeler.engines.cross_encoder_engine import META_FILE
 from labeler.engines.encoder_export import apply_calibration
 from labeler.rerank import rerank
 from labeler.students.calibration import fit_calibration
-from labeler.students.cross_encoder.data import build_groups
+from labeler.students.cross_encoder.data import build_groups, graded_points
 from labeler.students.cross_encoder.losses import lce_loss
 from labeler.students.cross_encoder.training import train_cross_encoder
 from labeler.schema import JUDGMENTS
@@ -216,16 +216,27 @@ def test_lce_trains_resumes_exports_labels_and_reranks(tiny_encoder, tmp_path, r
 
 
 @pytest.mark.slow
-def test_pointwise_mode_trains_and_loss_falls(tiny_encoder, tmp_path, ray_local):
+@pytest.mark.parametrize("loss", ["pointwise", "margin_mse"])
+def test_pointwise_and_margin_modes_train_and_loss_falls(tiny_encoder, tmp_path, ray_local, loss):
+    from labeler.students.cross_encoder.training import margin_rows
+
     train = _judgments(n_queries=6, per_query=4)
-    stats = train_cross_encoder(_cfg(tiny_encoder, loss="pointwise", epochs=3, batch_groups=1), train,
+    stats = train_cross_encoder(_cfg(tiny_encoder, loss=loss, epochs=3, batch_groups=1), train,
                                 _judgments(n_queries=2, per_query=4, split="heldout"),
                                 tmp_path / "ray", tmp_path / "student", seed=2)
     losses = [h["train_loss"] for h in stats["history"]]
-    assert stats["groups"] is None and stats["train_rows"] == 24
+    assert stats["groups"] is None and stats["train_pairs"] == 24
     assert len(losses) == 3 and losses[-1] < losses[0], losses
-    assert all(h["val_loss"] is not None for h in stats["history"])
     assert is_cross_encoder(tmp_path / "student")
+    if loss == "pointwise":
+        assert stats["train_rows"] == 24 and all(h["val_loss"] is not None for h in stats["history"])
+    else:
+        # Per query: every pair of its 4 documents with different grades (5 of 6: two are 0s),
+        # each margin the difference of their expected grades; the record is of graded pairs.
+        rows = margin_rows(graded_points(train), seed=2)
+        assert stats["train_rows"] == rows.num_rows == 6 * 5
+        assert stats["train_data"].num_rows == 24
+        assert all(abs(m) > 1e-3 for m in rows.column("margin").to_pylist())
 
 
 @pytest.mark.slow
@@ -276,3 +287,66 @@ def test_pipeline_distills_a_cross_encoder_and_labels_with_it(tiny_config, tiny_
     assert labels.num_rows == 18 and set(labels.column("status").to_pylist()) == {"ok"}
     assert set(labels.column("grade").to_pylist()) <= {0, 1, 2, 3}
     assert labels.column("model").to_pylist()[0] == m["model_dir"]
+
+
+def test_prior_is_a_least_squares_line_and_a_zeroed_head_outputs_nothing(tiny_encoder):
+    """The prior's scale is fitted, not guessed, and refuses data it cannot fit; after zero_head the
+    cross-encoder adds exactly 0 to it, so training starts at the prior's ranking."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from labeler.students.cross_encoder.prior import fit_prior, zero_head
+
+    cos = np.array([0.1, 0.2, 0.4, 0.8])
+    p = fit_prior(cos, 0.5 + 2.0 * cos)
+    assert p["a"] == pytest.approx(0.5) and p["b"] == pytest.approx(2.0) and p["n_pairs"] == 4
+    with pytest.raises(ValueError, match="cannot be fitted"):
+        fit_prior(np.array([0.3, 0.3]), np.array([0.0, 3.0]))
+    tok = AutoTokenizer.from_pretrained(tiny_encoder)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=1).eval()
+    enc = tok(["leave policy", "vpn setup"], ["how to request leave", "install the client"], return_tensors="pt",
+              padding=True)
+    with torch.no_grad():
+        assert model(**enc).logits.abs().max() > 0
+        zero_head(model)
+        assert model(**enc).logits.abs().max() == 0
+
+
+@pytest.mark.slow
+def test_prior_starts_training_at_the_cosine_and_the_export_carries_it(tiny_encoder, tmp_path, ray_local):
+    """cross_encoder.prior=cosine: with a learning rate too small to move the head, the export
+    scores a + b x the base encoder's cosine, with a and b the least-squares line on the training
+    pairs; its prior encoder is inside the export. Trained for real, the residual moves the score off
+    the prior and the training loss falls."""
+    import numpy as np
+
+    from labeler.engines.cross_encoder_engine import CrossEncoderEngine
+    from labeler.engines.encoder_export import pair_cosines, sentence_model
+
+    train = _judgments(n_queries=8, per_query=6)
+    heldout = _judgments(n_queries=4, per_query=6, split="heldout")
+    pairs = [(r["query"], f"{r['title']}\n{r['text']}") for r in heldout.to_pylist()]
+    base_cos = pair_cosines(sentence_model(tiny_encoder, 64), pairs, 16)
+    train_cos = pair_cosines(sentence_model(tiny_encoder, 64), [(r["query"], f"{r['title']}\n{r['text']}")
+                                                                 for r in train.to_pylist()], 16)
+    b, a = np.polyfit(train_cos, np.array(train.column("expected_grade").to_pylist()), 1)
+
+    frozen = tmp_path / "frozen"
+    train_cross_encoder(_cfg(tiny_encoder, loss="pointwise", epochs=1, lr=1e-12, prior="cosine", prior_max_seq_len=64),
+                        train, heldout, tmp_path / "ray0", frozen, seed=2)
+    meta = json.loads((frozen / META_FILE).read_text())
+    assert meta["prior"]["kind"] == "cosine" and (frozen / meta["prior"]["path"] / "modules.json").is_file()
+    assert meta["prior"]["a"] == pytest.approx(a, abs=1e-4) and meta["prior"]["b"] == pytest.approx(b, abs=1e-4)
+    engine = CrossEncoderEngine(EngineConfig(backend="cross_encoder", model=str(frozen), batch_size=8))
+    scores = np.array(engine.score(pairs)[0])
+    assert np.allclose(scores, a + b * base_cos, atol=1e-4)
+
+    stats = train_cross_encoder(_cfg(tiny_encoder, loss="pointwise", epochs=3, batch_groups=1, prior="cosine",
+                                     prior_max_seq_len=64),
+                                train, heldout, tmp_path / "ray1", tmp_path / "trained", seed=2)
+    losses = [h["train_loss"] for h in stats["history"]]
+    assert losses[-1] < losses[0], losses
+    moved = np.array(CrossEncoderEngine(EngineConfig(backend="cross_encoder", model=str(tmp_path / "trained"),
+                                                     batch_size=8)).score(pairs)[0])
+    assert np.abs(moved - (a + b * base_cos)).max() > 1e-2

@@ -1,4 +1,4 @@
-"""The cross-encoder's losses: LCE over groups (the reranker paper) and pointwise regression."""
+"""The cross-encoder's losses: LCE over groups (the reranker paper), pointwise regression and MarginMSE."""
 from __future__ import annotations
 
 
@@ -18,3 +18,11 @@ def pointwise_loss(scores, expected, kind: str = "mse"):
     if kind == "bce":
         return F.binary_cross_entropy_with_logits(scores, expected / 3.0)
     return F.mse_loss(scores, expected)
+
+
+def margin_mse_loss(scores_a, scores_b, margin):
+    """MarginMSE (Hofstätter et al.): the score margin of two documents of one query regresses the
+    teacher's margin, so no offset between queries is learnt."""
+    import torch.nn.functional as F
+
+    return F.mse_loss(scores_a - scores_b, margin)

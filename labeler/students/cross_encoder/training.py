@@ -2,6 +2,7 @@
 held-out validation each epoch, then the export with its score -> grade calibration."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -11,11 +12,14 @@ import pyarrow as pa
 from ... import models
 from ...config import CrossEncoderStudentConfig, EngineConfig
 from ...engines.cross_encoder_engine import META_FILE, encode_pairs
-from ...engines.encoder_export import apply_calibration, write_meta
+from ...engines.encoder_export import apply_calibration, sentence_model, write_meta
 from .. import raytrain
 from ..calibration import fit_calibration, query_folds
 from .data import GROUPS, POINTS, GroupSet, build_groups, graded_points
-from .losses import lce_loss, pointwise_loss
+from .losses import lce_loss, margin_mse_loss, pointwise_loss
+from .prior import add_priors, fit_prior, save_prior, zero_head
+
+log = logging.getLogger(__name__)
 
 
 def _train_loop(config: dict) -> None:
@@ -38,21 +42,34 @@ def _train_loop(config: dict) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     raytrain.load_optimizer(opt, start)
     core = getattr(model, "module", model)
-    lce = c.loss == "lce"
+    lce, margin = c.loss == "lce", c.loss == "margin_mse"
+    prior = config["prior"]
+    if prior is not None and start.source is None:
+        zero_head(core)  # the first scores are the prior's own (a residual from there)
 
-    def scores_of(m, queries, docs):
+    def scores_of(m, queries, docs, priors=None):
         enc, _, _ = encode_pairs(tokenizer, queries, docs, c.max_seq_len)
-        return m(**{k: v.to(device) for k, v in enc.items()}).logits.squeeze(-1).float()
+        s = m(**{k: v.to(device) for k, v in enc.items()}).logits.squeeze(-1).float()
+        if prior is not None:
+            s = s + prior["a"] + prior["b"] * torch.tensor(priors, dtype=torch.float32, device=device)
+        return s
 
     def batch_loss(m, rows):
         if lce:
-            s = scores_of(m, [r["query"] for r in rows for _ in r["docs"]], [x for r in rows for x in r["docs"]])
+            s = scores_of(m, [r["query"] for r in rows for _ in r["docs"]], [x for r in rows for x in r["docs"]],
+                          [x for r in rows for x in r["priors"]] if prior is not None else None)
             return lce_loss(s.view(len(rows), -1), c.temperature)
-        s = scores_of(m, [r["query"] for r in rows], [r["doc"] for r in rows])
+        if margin:
+            s = scores_of(m, [r["query"] for r in rows] * 2, [r["a"] for r in rows] + [r["b"] for r in rows],
+                          [r["prior_a"] for r in rows] + [r["prior_b"] for r in rows] if prior is not None else None)
+            return margin_mse_loss(s[:len(rows)], s[len(rows):], torch.tensor([r["margin"] for r in rows], device=device))
+        s = scores_of(m, [r["query"] for r in rows], [r["doc"] for r in rows],
+                      [r["prior"] for r in rows] if prior is not None else None)
         return pointwise_loss(s, torch.tensor([r["expected"] for r in rows], device=device), c.pointwise_loss)
 
     # Every rank must take the same number of steps, or DDP's all-reduce hangs (the split is equal).
-    rows_per_step = c.batch_groups if lce else c.batch_groups * c.group_size
+    # A MarginMSE row is two pairs: half as many rows, the same pairs a step as pointwise.
+    rows_per_step = c.batch_groups if lce else c.batch_groups * c.group_size // (2 if margin else 1)
     steps = -(-(config["n_train"] // world) // rows_per_step)
     if c.max_steps:
         steps = min(steps, c.max_steps)
@@ -99,8 +116,9 @@ def _validate(core, batch_loss, scores_of, config: dict, rank: int, world: int, 
                 loss_sum += float(batch_loss(core, rows)) * len(rows)
                 loss_n += len(rows)
         for rows in raytrain.stripe("val_pairs", rank, world, batch_size):
-            s = scores_of(core, [r["query"] for r in rows], [r["doc"] for r in rows])
-            if not config["lce"]:
+            s = scores_of(core, [r["query"] for r in rows], [r["doc"] for r in rows],
+                          [r["prior"] for r in rows] if config["prior"] is not None else None)
+            if config["loss"] == "pointwise":
                 target = torch.tensor([r["expected"] for r in rows], device=s.device)
                 loss_sum += float(pointwise_loss(s, target, config["pointwise_loss"])) * len(rows)
                 loss_n += len(rows)
@@ -132,7 +150,7 @@ def train_cross_encoder(cfg: CrossEncoderStudentConfig, train_rows: pa.Table, he
     import ray
 
     c = cfg.cross_encoder
-    lce = c.loss == "lce"
+    lce, margin = c.loss == "lce", c.loss == "margin_mse"
     points = graded_points(train_rows)
     groups = build_groups(train_rows, c, seed) if lce else None
     train_data = groups.groups if lce else points
@@ -142,23 +160,41 @@ def train_cross_encoder(cfg: CrossEncoderStudentConfig, train_rows: pa.Table, he
         detail = f" (groups: {groups.counts})" if lce else ""
         raise ValueError(f"distill (cross_encoder, {c.loss}): {train_data.num_rows} training rows for "
                          f"{cfg.num_workers} workers{detail}")
-    train_data = train_data.take(np.random.default_rng(seed).permutation(train_data.num_rows))
-    datasets = {"train": ray.data.from_arrow(train_data)}
     val_points = graded_points(heldout_rows) if heldout_rows is not None else POINTS.empty_table()
     val_groups = build_groups(heldout_rows, c, seed).groups if (lce and heldout_rows is not None) else GROUPS.empty_table()
+    base = models.resolve(c.base_model)
+    prior, prior_model = None, None
+    if c.prior == "cosine":
+        prior_model = sentence_model(base, c.prior_max_seq_len)
+        points, with_groups = add_priors(prior_model, points, train_data if lce else None, c.score_batch_size)
+        train_data = with_groups if lce else points
+        val_points, with_groups = add_priors(prior_model, val_points, val_groups if lce else None, c.score_batch_size)
+        val_groups = with_groups if lce else val_groups
+        prior = fit_prior(points.column("prior").to_numpy(), points.column("expected").to_numpy())
+        log.info("cross_encoder prior: expected grade ~ %.3f + %.3f x cosine (%d training pairs)",
+                 prior["a"], prior["b"], prior["n_pairs"])
+    if margin:
+        train_data = margin_rows(points, seed)
+        if train_data.num_rows < cfg.num_workers:
+            raise ValueError(f"distill (cross_encoder, margin_mse): {train_data.num_rows} document pairs of one "
+                             f"query with different teacher grades for {cfg.num_workers} workers")
+    train_data = train_data.take(np.random.default_rng(seed).permutation(train_data.num_rows))
+    datasets = {"train": ray.data.from_arrow(train_data)}
     if val_points.num_rows:
         datasets["val_pairs"] = ray.data.from_arrow(val_points)
     if val_groups.num_rows:
         datasets["val_groups"] = ray.data.from_arrow(val_groups)
-    base = models.resolve(c.base_model)
-    loop_cfg = {"distill": cfg.model_dump(mode="json"), "base_path": base, "seed": seed, "k": k, "lce": lce,
+    loop_cfg = {"distill": cfg.model_dump(mode="json"), "base_path": base, "seed": seed, "k": k, "lce": lce, "loss": c.loss,
                 "group_size": c.group_size, "pointwise_loss": c.pointwise_loss, "n_train": train_data.num_rows,
-                "n_val_pairs": val_points.num_rows, "n_val_groups": val_groups.num_rows}
+                "n_val_pairs": val_points.num_rows, "n_val_groups": val_groups.num_rows, "prior": prior}
     result = raytrain.fit(_train_loop, loop_cfg, cfg, storage, "cross_encoder", datasets)
     export = Path(export)
     state = raytrain.export(result, export, drop=("optimizer.pt",))  # training state, not part of the model
     meta = {"kind": "cross_encoder", "base_model": c.base_model, "loss": c.loss, "max_seq_len": c.max_seq_len,
-            "calibration": None}
+            "prior": None, "calibration": None}
+    if prior_model is not None:
+        meta["prior"] = {"kind": "cosine", "path": save_prior(prior_model, export), "max_seq_len": c.prior_max_seq_len,
+                         "a": prior["a"], "b": prior["b"], "fitted_on_pairs": prior["n_pairs"]}
     write_meta(export, META_FILE, meta)
     stats = {"history": state.get("history", []), "epochs": c.epochs, "train_rows": train_data.num_rows,
              "groups": groups.counts if lce else None, "train_pairs": points.num_rows,
@@ -198,8 +234,24 @@ def train_cross_encoder(cfg: CrossEncoderStudentConfig, train_rows: pa.Table, he
                          "expected_grade": pa.array(expected, pa.float64())})
         stats["heldout_agreement"] = validation_agreement(val_points.select(["query_id", "doc_id", "grade"]), pred, k)
     rejected = (groups.rejected + (extra_groups.rejected if extra_groups is not None else [])) if lce else []
-    return {**stats, "train_data": train_data, "rejected": rejected,
+    # The record of what was trained on: graded pairs (a MarginMSE row is two of them).
+    return {**stats, "train_data": points if margin else train_data, "rejected": rejected,
             "metrics": result.metrics}
+
+
+def margin_rows(points: pa.Table, seed: int) -> pa.Table:
+    """MarginMSE rows from graded pairs (the bi-encoder's rule: within a query, the widest margins of
+    expected grade first), each document's prior beside it when the points carry one."""
+    from ..bi_encoder import triplets
+
+    rows = [{**r, "target": r["expected"]} for r in points.to_pylist()]
+    t = triplets(rows, seed)
+    if "prior" in points.column_names:
+        prior = {(r["query"], r["doc"]): r["prior"] for r in rows}
+        q, a, b = (t.column(n).to_pylist() for n in ("query", "a", "b"))
+        t = t.append_column("prior_a", pa.array([prior[x] for x in zip(q, a)], pa.float32()))
+        t = t.append_column("prior_b", pa.array([prior[x] for x in zip(q, b)], pa.float32()))
+    return t
 
 
 def load_engine(model_dir, *, batch_size: int = 32):
