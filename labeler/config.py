@@ -310,6 +310,12 @@ class CrossEncoderConfig(_Strict):
     # teacher here can grade. none: the cross-encoder's output alone.
     prior: Literal["none", "cosine"] = "none"
     prior_max_seq_len: int = Field(128, ge=16, description="tokens of a document the prior's bi-encoder reads")
+    # What pointwise and margin_mse regress, per pair: the teacher's expected grade, or the
+    # bi-encoder's committee (bi_encoder.target) of it with BM25 and the base model's cosine, put
+    # on the grade scale. LCE groups take their positive by the teacher's grade either way.
+    target: Literal["teacher", "committee"] = "teacher"
+    committee_weights: dict[Literal["teacher", "bm25", "cosine", "seed"], float] = Field(
+        default_factory=lambda: {"teacher": 0.5, "bm25": 0.2, "cosine": 0.3})
 
     @model_validator(mode="after")
     def _window(self):
@@ -317,6 +323,8 @@ class CrossEncoderConfig(_Strict):
             raise ValueError(f"negative_rank_window must satisfy 1 <= lo <= hi, got {self.negative_rank_window}")
         if self.title_groups and self.loss != "lce":
             raise ValueError("title_groups need loss: lce (a title query has a positive, not a graded pair)")
+        if self.target == "committee" and self.loss == "lce":
+            raise ValueError("target: committee needs loss pointwise or margin_mse (LCE groups have no target)")
         return self
 
 

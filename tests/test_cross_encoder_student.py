@@ -350,3 +350,30 @@ def test_prior_starts_training_at_the_cosine_and_the_export_carries_it(tiny_enco
     moved = np.array(CrossEncoderEngine(EngineConfig(backend="cross_encoder", model=str(tmp_path / "trained"),
                                                      batch_size=8)).score(pairs)[0])
     assert np.abs(moved - (a + b * base_cos)).max() > 1e-2
+
+
+def test_committee_target_weighs_teacher_bm25_and_cosine_on_the_grade_scale():
+    """target: committee is the bi-encoder's committee on the 0-3 scale: teacher/3, BM25 min-max
+    scaled within the query and the cosine, weighted; teacher: the expected grade itself."""
+    import numpy as np
+
+    from labeler.students.cross_encoder.data import with_target
+
+    points = graded_points(_judgments(n_queries=2, per_query=4))
+    cos = np.linspace(0.1, 0.8, points.num_rows)
+    teacher = with_target(points, CrossEncoderConfig(loss="pointwise"), lambda t: 1 / 0)  # no cosine needed
+    assert teacher.column("target").to_pylist() == points.column("expected").to_pylist()
+    cfg = CrossEncoderConfig(loss="pointwise", target="committee", committee_weights={"teacher": 0.5, "bm25": 0.2,
+                                                                                      "cosine": 0.3})
+    got = np.array(with_target(points, cfg, lambda t: cos).column("target").to_pylist())
+    rows = points.to_pylist()
+    want = []
+    for i, r in enumerate(rows):
+        bm = [x["bm25"] for x in rows if x["query_id"] == r["query_id"]]
+        want.append(3 * (0.5 * r["expected"] / 3 + 0.2 * (r["bm25"] - min(bm)) / (max(bm) - min(bm)) + 0.3 * cos[i]))
+    assert np.allclose(got, want, atol=1e-5)
+    # With a prior the committee takes its cosine from it, not from another model.
+    with_prior = points.append_column("prior", pa.array(cos, pa.float32()))
+    assert np.allclose(with_target(with_prior, cfg, lambda t: 1 / 0).column("target").to_pylist(), want, atol=1e-5)
+    with pytest.raises(ValueError, match="committee needs loss pointwise or margin_mse"):
+        CrossEncoderConfig(target="committee")

@@ -24,6 +24,7 @@ GROUPS = pa.schema([
 POINTS = pa.schema([
     ("query_id", pa.string()), ("query", pa.string()), ("doc_id", pa.string()), ("doc", pa.string()),
     ("grade", pa.int8()), ("expected", pa.float32()),
+    ("bm25", pa.float32()), ("seed", pa.float32()),   # BM25's score; 1 for the query's seed document
 ])
 
 
@@ -148,6 +149,21 @@ def graded_points(judgments: pa.Table) -> pa.Table:
     """Every ok pair with the teacher's grade and expected grade (pointwise training, validation, calibration)."""
     ok = judgments.filter(pc.equal(judgments.column("status"), "ok")) if "status" in judgments.column_names else judgments
     rows = [{"query_id": r["query_id"], "query": r["query"], "doc_id": r["doc_id"], "doc": pair_text(r),
-             "grade": int(r["grade"]), "expected": _expected(r)}
+             "grade": int(r["grade"]), "expected": _expected(r), "bm25": float(r.get("bm25_score") or 0.0),
+             "seed": float(r.get("source") == "seed")}
             for r in ok.to_pylist() if r["grade"] is not None]
     return pa.Table.from_pylist(rows, schema=POINTS)
+
+
+def with_target(points: pa.Table, cfg: CrossEncoderConfig, cosines_of) -> pa.Table:
+    """`points` with the `target` that pointwise and margin_mse regress (grade scale): the teacher's
+    expected grade, or the committee of it with BM25 and the base model's cosine (the bi-encoder's
+    rule, students.bi_encoder.targets). `cosines_of(points)` gives the cosines when the points carry
+    no prior."""
+    if cfg.target == "teacher":
+        return points.append_column("target", points.column("expected"))
+    from ..bi_encoder import targets
+
+    cos = points.column("prior").to_pylist() if "prior" in points.column_names else list(cosines_of(points))
+    rows = [{**r, "cosine": c} for r, c in zip(points.select(["query_id", "expected", "bm25", "seed"]).to_pylist(), cos)]
+    return points.append_column("target", pa.array(3.0 * targets(rows, "committee", cfg.committee_weights), pa.float32()))

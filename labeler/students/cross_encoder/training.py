@@ -12,10 +12,10 @@ import pyarrow as pa
 from ... import models
 from ...config import CrossEncoderStudentConfig, EngineConfig
 from ...engines.cross_encoder_engine import META_FILE, encode_pairs
-from ...engines.encoder_export import apply_calibration, sentence_model, write_meta
+from ...engines.encoder_export import apply_calibration, pair_cosines, sentence_model, write_meta
 from .. import raytrain
 from ..calibration import fit_calibration, query_folds
-from .data import GROUPS, POINTS, GroupSet, build_groups, graded_points
+from .data import GROUPS, POINTS, GroupSet, build_groups, graded_points, with_target
 from .losses import lce_loss, margin_mse_loss, pointwise_loss
 from .prior import add_priors, fit_prior, save_prior, zero_head
 
@@ -65,7 +65,7 @@ def _train_loop(config: dict) -> None:
             return margin_mse_loss(s[:len(rows)], s[len(rows):], torch.tensor([r["margin"] for r in rows], device=device))
         s = scores_of(m, [r["query"] for r in rows], [r["doc"] for r in rows],
                       [r["prior"] for r in rows] if prior is not None else None)
-        return pointwise_loss(s, torch.tensor([r["expected"] for r in rows], device=device), c.pointwise_loss)
+        return pointwise_loss(s, torch.tensor([r["target"] for r in rows], device=device), c.pointwise_loss)
 
     # Every rank must take the same number of steps, or DDP's all-reduce hangs (the split is equal).
     # A MarginMSE row is two pairs: half as many rows, the same pairs a step as pointwise.
@@ -170,8 +170,17 @@ def train_cross_encoder(cfg: CrossEncoderStudentConfig, train_rows: pa.Table, he
         train_data = with_groups if lce else points
         val_points, with_groups = add_priors(prior_model, val_points, val_groups if lce else None, c.score_batch_size)
         val_groups = with_groups if lce else val_groups
-        prior = fit_prior(points.column("prior").to_numpy(), points.column("expected").to_numpy())
-        log.info("cross_encoder prior: expected grade ~ %.3f + %.3f x cosine (%d training pairs)",
+
+    def cosines_of(t: pa.Table):  # the committee's cosine, when there is no prior to take it from
+        pairs = list(zip(t.column("query").to_pylist(), t.column("doc").to_pylist()))
+        return pair_cosines(sentence_model(base, c.prior_max_seq_len), pairs, c.score_batch_size)
+
+    points = with_target(points, c, cosines_of)
+    if not lce:
+        train_data = points
+    if prior_model is not None:
+        prior = fit_prior(points.column("prior").to_numpy(), points.column("target").to_numpy())
+        log.info("cross_encoder prior: target ~ %.3f + %.3f x cosine (%d training pairs)",
                  prior["a"], prior["b"], prior["n_pairs"])
     if margin:
         train_data = margin_rows(points, seed)
@@ -240,11 +249,11 @@ def train_cross_encoder(cfg: CrossEncoderStudentConfig, train_rows: pa.Table, he
 
 
 def margin_rows(points: pa.Table, seed: int) -> pa.Table:
-    """MarginMSE rows from graded pairs (the bi-encoder's rule: within a query, the widest margins of
-    expected grade first), each document's prior beside it when the points carry one."""
+    """MarginMSE rows from graded pairs with a target (the bi-encoder's rule: within a query, the
+    widest margins of target first), each document's prior beside it when the points carry one."""
     from ..bi_encoder import triplets
 
-    rows = [{**r, "target": r["expected"]} for r in points.to_pylist()]
+    rows = points.to_pylist()
     t = triplets(rows, seed)
     if "prior" in points.column_names:
         prior = {(r["query"], r["doc"]): r["prior"] for r in rows}
