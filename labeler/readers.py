@@ -544,8 +544,8 @@ def doc_meta(doc: dict) -> str:
 
 # -- judgments ----------------------------------------------------------------------------------
 
-JUDGED = ("query_id", "query", "doc_id", "title", "text", "grade", "expected_grade", "status", "error", "split",
-          "source", "bm25_rank", "bm25_score")
+JUDGED = ("query_id", "query", "doc_id", "title", "text", "grade", "expected_grade", "grade_probs", "status", "error",
+          "split", "source", "bm25_rank", "bm25_score")
 
 
 def read_judgments(path: str, *, queries: Optional[str] = None, corpus: Optional[str] = None,
@@ -599,7 +599,7 @@ def read_judgments(path: str, *, queries: Optional[str] = None, corpus: Optional
             raise ValueError(f"judgments {r['_detail']}")
         grades = _column_of(src, "grade")
         t = t.append_column("grade", pa.array(grades, pa.int64())) if grades is not None else t
-        for name in ("expected_grade", "status", "error"):
+        for name in ("expected_grade", "grade_probs", "status", "error"):
             col = _column_of(src, name)
             if col is not None:
                 t = t.append_column(name, pa.array(col))

@@ -43,7 +43,9 @@ def test_every_judgments_format_reads_to_the_same_pairs(tmp_path):
     a = read_judgments(str(ev))
     b = read_judgments(str(ev / "qrels.txt"), queries=str(ev / "queries.jsonl"), corpus=str(ev / "docs.jsonl"))
     export = tmp_path / "judgments.parquet"  # a judge export carries query and text itself
-    pq.write_table(a.select(["query_id", "query", "doc_id", "title", "text", "grade", "expected_grade", "status"]), export)
+    probs = pa.array([[0.25] * 4] * a.num_rows, pa.list_(pa.float32()))
+    pq.write_table(a.select(["query_id", "query", "doc_id", "title", "text", "grade", "expected_grade", "status"])
+                   .append_column("grade_probs", probs), export)
     c = read_judgments(str(export))
     fx = tmp_path / "fixture"  # bench/fixture.py's layout: no text, grade_probs a list column
     fx.mkdir()
@@ -59,6 +61,10 @@ def test_every_judgments_format_reads_to_the_same_pairs(tmp_path):
     key = lambda t: sorted(zip(t.column("query_id").to_pylist(), t.column("doc_id").to_pylist(),  # noqa: E731
                               t.column("grade").to_pylist()))
     assert key(a) == key(b) == key(c) == key(d)
+    # The teacher's grade distribution comes through where the source has one (soft labels for the
+    # generative student); qrels carry none, and none is made up.
+    assert c.column("grade_probs").to_pylist() == d.column("grade_probs").to_pylist() == [[0.25] * 4] * 24
+    assert "grade_probs" not in a.column_names and "grade_probs" not in b.column_names
 
 
 def test_bad_judgments_name_the_file_and_row(tmp_path):

@@ -65,6 +65,22 @@ def _judged(n: int, split: str, grade_of) -> pa.Table:
                                                    pa.list_(pa.float32())))
 
 
+def test_soft_labels_without_a_teacher_distribution_are_an_error_not_a_made_up_one(tiny_model, tmp_path):
+    """Judgments with grades only (human qrels) train with hard labels; asking for kl_weight on them
+    is a clear error before any training starts, and a null distribution is never filled in."""
+    from transformers import AutoTokenizer
+
+    from labeler.students import TrainingData, make_student
+
+    t = _judged(6, "train", lambda i: i % 4)
+    hard = t.drop_columns(["grade_probs"]).append_column("status", pa.array(["ok"] * 6))
+    examples, _ = training_examples(hard, AutoTokenizer.from_pretrained(tiny_model), GradeConfig(), 512)
+    assert examples.num_rows == 6 and examples.column("teacher_probs").null_count == 6
+    student = make_student(DistillConfig(base_model=tiny_model, kl_weight=1.0), GradeConfig(), seed=0, k=5)
+    with pytest.raises(ValueError, match=r"kl_weight=1.0 needs the teacher's grade distribution.*6 of 6"):
+        student.train(TrainingData(train=hard, heldout=None), tmp_path / "w", tmp_path / "x")
+
+
 @pytest.mark.slow
 def test_oversampled_training_validates_each_epoch_under_zero3(tiny_model, tmp_path, ray_local):
     from transformers import AutoTokenizer

@@ -41,7 +41,8 @@ def training_examples(judgments: pa.Table, tokenizer, grading: GradeConfig, max_
                              "record": None})
             continue
         rows.append({"query_id": r["query_id"], "doc_id": r["doc_id"], "input_ids": ids,
-                     "grade": int(r["grade"]), "teacher_probs": list(r["grade_probs"])})
+                     "grade": int(r["grade"]),
+                     "teacher_probs": None if r.get("grade_probs") is None else list(r["grade_probs"])})
     schema = pa.schema([("query_id", pa.string()), ("doc_id", pa.string()), ("input_ids", pa.list_(pa.int32())),
                         ("grade", pa.int8()), ("teacher_probs", pa.list_(pa.float32()))])
     return pa.Table.from_pylist(rows, schema=schema), rejected
@@ -345,6 +346,11 @@ class GenerativeStudent(Student):
         # Held-out teacher labels, scored after every epoch (over-long ones are left out of validation).
         heldout = (training_examples(ok(data.heldout), tok, self.grading, c.max_seq_len)[0]
                    if data.heldout is not None else None)
+        missing = examples.column("teacher_probs").null_count
+        if c.kl_weight > 0 and missing:
+            raise ValueError(f"distill: kl_weight={c.kl_weight} needs the teacher's grade distribution (grade_probs), "
+                             f"and {missing} of {examples.num_rows} training pairs have none (qrels carry grades "
+                             f"only): set kl_weight 0 for them")
         if examples.num_rows < c.num_workers * c.micro_batch_size:
             raise ValueError(f"distill: {examples.num_rows} training examples, fewer than one batch for "
                              f"{c.num_workers} workers x micro_batch_size {c.micro_batch_size}")
