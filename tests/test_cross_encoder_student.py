@@ -301,7 +301,7 @@ def test_prior_is_a_least_squares_line_and_a_zeroed_head_outputs_nothing(tiny_en
     cos = np.array([0.1, 0.2, 0.4, 0.8])
     p = fit_prior(cos, 0.5 + 2.0 * cos)
     assert p["a"] == pytest.approx(0.5) and p["b"] == pytest.approx(2.0) and p["n_pairs"] == 4
-    with pytest.raises(ValueError, match="cannot be fitted"):
+    with pytest.raises(ValueError, match="cannot be fitted on 2 training pairs"):
         fit_prior(np.array([0.3, 0.3]), np.array([0.0, 3.0]))
     tok = AutoTokenizer.from_pretrained(tiny_encoder)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_encoder, num_labels=1).eval()

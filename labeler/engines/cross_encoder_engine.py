@@ -68,5 +68,5 @@ class CrossEncoderEngine(ScoringEngine):
                 scores += self.model(**enc).logits.squeeze(-1).float().tolist()
             truncated += cut
             n_tokens += lens
-        base, cut = self.prior_scores(list(pairs))
-        return [s + p for s, p in zip(scores, base)], [x or y for x, y in zip(truncated, cut)], n_tokens
+        base, prior_cut = self.prior_scores(list(pairs))
+        return [s + p for s, p in zip(scores, base)], [x or y for x, y in zip(truncated, prior_cut)], n_tokens

@@ -20,14 +20,14 @@ from ...engines.encoder_export import pair_cosines
 PRIOR_DIR = "prior"
 
 
-def fit_prior(cos: np.ndarray, expected: np.ndarray) -> dict:
-    """Least squares expected ~ a + b * cosine on the training pairs: the prior on the grade scale,
-    so a pointwise residual starts near the teacher's mean and LCE at the cosine's own margins."""
-    cos, expected = np.asarray(cos, float), np.asarray(expected, float)
+def fit_prior(cos: np.ndarray, target: np.ndarray) -> dict:
+    """Least squares target ~ a + b * cosine on the training pairs: the prior on the grade scale, so
+    a pointwise residual starts near the target's mean and LCE at the cosine's own margins."""
+    cos, target = np.asarray(cos, float), np.asarray(target, float)
     if len(cos) < 2 or np.std(cos) == 0:
-        raise ValueError(f"cross_encoder.prior: {len(cos)} training pairs with distinct cosines; the prior's "
-                         f"scale cannot be fitted")
-    b, a = np.polyfit(cos, expected, 1)
+        raise ValueError(f"cross_encoder.prior: the prior's scale cannot be fitted on {len(cos)} training pairs "
+                         f"whose cosines do not vary")
+    b, a = np.polyfit(cos, target, 1)
     return {"a": float(a), "b": float(b), "n_pairs": int(len(cos))}
 
 
@@ -69,4 +69,3 @@ def save_prior(model, export: Path) -> str:
     """The frozen prior encoder inside the export; returns its folder name."""
     model.save(str(Path(export) / PRIOR_DIR))
     return PRIOR_DIR
-
