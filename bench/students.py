@@ -5,6 +5,7 @@ free baselines (BM25, MiniLM cosine) and the teacher itself.
     .venv/bin/python bench/students.py --kinds bi_encoder --set distill.bi_encoder.loss=both   # with CoSENT
     .venv/bin/python bench/students.py --calibrate-on ../shared/data/liveqa-med-dev   # cross-fitted by query
     .venv/bin/python bench/students.py --eval OTHER_DIR --teacher-sample 200
+    .venv/bin/python bench/students.py --kinds generative     # labels through vLLM (`labeler label`)
 
 No teacher is called by default: the students train on bench/data/medquad-teacher (labeler.readers.
 read_judgments joins the MedQuAD text) and the teacher's grades of the evaluation pairs come from the
@@ -162,6 +163,10 @@ def student_config(base_cfg, kind: str, sets: list[str]):
         # across queries: blended at base_weight 0.5, alpha 0.702 / 0.713 against "both"'s 0.671.
         d["bi_encoder"] = {"epochs": 1, "batch_size": 16, "max_seq_len": 128, "lr": 2e-5, "loss": "margin_mse",
                           "target": "committee"}
+    elif kind == "generative":
+        # The labeler paper's student on soft labels (KL to the teacher's grade distribution beside
+        # the hard-label CE), sized for 2 cores: one epoch, backward through the top 4 layers only.
+        d.update({"epochs": 1, "kl_weight": 1.0, "train_last_layers": 4, "micro_batch_size": 4})
     data["distill"] = d
     for s in sets:
         data = merge_dicts(data, dotted_override(s))
@@ -278,7 +283,17 @@ def main() -> int:
             train(cfg, judged, out / kind)
         timings[f"{kind}_train_s"] = round(time.time() - t, 1)
         if kind == "generative":
-            continue  # labels through vLLM: `labeler label --model` (bench/label_scale.py measures it)
+            # Through vLLM and the label stage, as `labeler label --model` runs it: its expected
+            # grade is its score (from its grade-token distribution, no calibration of its own).
+            s, keep, rate = grade_with_cli(a, rows, list(range(len(rows))), ["label", "--model", str(model_dir)],
+                                           out / kind / "labels", "labels.parquet")
+            add(f"student: {kind}", s, s, rate, f"its own grades, {int(keep.sum())} pairs", keep)
+            if cross:
+                ce = np.zeros(len(rows))
+                ce[keep] = cross_fitted(s[keep], human[keep], [q for q, m in zip(qids, keep) if m])
+                add(f"student: {kind}, calibrated", s, ce, rate, "human, cross-fitted by query", keep)
+            students[kind] = str(model_dir)
+            continue
         s, e_own, rate = engine_scores(model_dir, rows)
         # Its raw score ranks like MiniLM cosine's raw row: like against like, since the isotonic
         # map's plateaus tie pairs and so cost any calibrated source some Spearman and NDCG.
@@ -345,27 +360,35 @@ def teacher(a, cfg, ev: pa.Table, rows: list[dict]):
 
 def teacher_sample(a, rows: list[dict]):
     """N evaluation pairs drawn at random (seeded), graded by the config's teacher through
-    `labeler judge CONFIG --pairs` (its request cache and resume apply); the rate is the judge
-    stage's steady rate from its engines' counters (pairs over busy seconds for a sample too small
-    for a steady rate), or rows over wall time without them."""
+    `labeler judge CONFIG --pairs` (its request cache and resume apply)."""
+    pick = sorted(random.Random(7).sample(range(len(rows)), min(a.teacher_sample, len(rows))))
+    e, mask, rate = grade_with_cli(a, rows, pick, ["judge"], Path(a.out) / f"teacher-sample-{len(pick)}",
+                                   "judgments.parquet")
+    return e, e, rate, f"graded now, {int(mask.sum())} of {len(pick)} random pairs", mask
+
+
+def grade_with_cli(a, rows: list[dict], pick: list[int], command: list[str], work: Path, table: str):
+    """Expected grades of rows[pick] from `labeler <command> CONFIG --pairs` (the judge or label
+    stage, as a user runs it: its cache and resume apply), the mask of pairs graded ok, and the
+    rate: the stage's steady rate from its engines' counters (pairs over busy seconds for a sample
+    too small for a steady rate), or rows over wall time without them."""
     import subprocess
 
     import pyarrow.parquet as pq
 
-    pick = sorted(random.Random(7).sample(range(len(rows)), min(a.teacher_sample, len(rows))))
-    work = Path(a.out) / f"teacher-sample-{len(pick)}"
     work.mkdir(parents=True, exist_ok=True)
     src = work / "pairs.jsonl"
     src.write_text("".join(json.dumps({k: rows[i].get(k) for k in ("query_id", "query", "doc_id", "title", "text")})
                            + "\n" for i in pick))
-    cmd = [sys.executable, "-m", "labeler.cli", "judge", a.config, "--pairs", str(src), "--out", str(work / "out")]
-    log.info("teacher: %s", " ".join(cmd))
+    cmd = [sys.executable, "-m", "labeler.cli", command[0], a.config, *command[1:], "--pairs", str(src),
+           "--out", str(work / "out")]
+    log.info("%s: %s", command[0], " ".join(cmd))
     t = time.time()
     r = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True)
     if r.returncode != 0:
-        raise SystemExit(f"teacher sample: labeler judge exited {r.returncode}: {r.stderr[-2000:]}")
+        raise SystemExit(f"labeler {command[0]} exited {r.returncode}: {r.stderr[-2000:]}")
     wall = time.time() - t
-    got = {(x["query_id"], x["doc_id"]): x for x in pq.read_table(work / "out" / "judgments.parquet").to_pylist()
+    got = {(x["query_id"], x["doc_id"]): x for x in pq.read_table(work / "out" / table).to_pylist()
            if x["status"] == "ok"}
     e = np.zeros(len(rows))
     mask = np.zeros(len(rows), bool)
@@ -377,7 +400,7 @@ def teacher_sample(a, rows: list[dict]):
     eng = man.get("engine") or {}
     rate = eng.get("steady_pairs_per_s") or (eng["pairs_graded"] / eng["engine_busy_s"] if eng.get("engine_busy_s")
                                              else len(pick) / wall)
-    return e, e, rate, f"graded now, {int(mask.sum())} of {len(pick)} random pairs", mask
+    return e, mask, rate
 
 
 def print_table(results: list[dict]) -> None:
