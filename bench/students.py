@@ -231,6 +231,13 @@ def main() -> int:
         results.append(row)
         log.info("%s: %s", name, {k: row[k] for k in (*KEYS, "pairs_per_s")})
 
+    def add_cross_fitted(name: str, scores, rate, keep):
+        """A source that graded only the `keep` pairs, its grades cross-fitted on dev by query."""
+        k = np.asarray(keep, bool)
+        ce = np.zeros(len(rows))
+        ce[k] = cross_fitted(np.asarray(scores)[k], human[k], [q for q, m in zip(qids, k) if m])
+        add(name, scores, ce, rate, "human, cross-fitted by query", keep)
+
     def calibrate(scores, fit_scores=None, fit_targets=None, score_fn=None):
         """Expected grades of the eval pairs: cross-fitted on eval (--calibrate-on EVAL), fitted on
         another human set, or on held-out teacher pairs (fit_scores/fit_targets)."""
@@ -269,10 +276,7 @@ def main() -> int:
         name = "teacher " + base_cfg.judge.engine.model.replace("offline:", "")
         add(name, ts, te, rate, note, keep)
         if cross:  # its expected grades through the same cross-fitted map as every other source
-            k = np.asarray(keep, bool)
-            ce = np.zeros(len(rows))
-            ce[k] = cross_fitted(np.asarray(ts)[k], human[k], [q for q, m in zip(qids, k) if m])
-            add(name + ", calibrated", ts, ce, rate, "human, cross-fitted by query", keep)
+            add_cross_fitted(name + ", calibrated", ts, rate, keep)
 
     students = {}
     for kind in a.kinds:
@@ -289,9 +293,7 @@ def main() -> int:
                                            out / kind / "labels", "labels.parquet")
             add(f"student: {kind}", s, s, rate, f"its own grades, {int(keep.sum())} pairs", keep)
             if cross:
-                ce = np.zeros(len(rows))
-                ce[keep] = cross_fitted(s[keep], human[keep], [q for q, m in zip(qids, keep) if m])
-                add(f"student: {kind}, calibrated", s, ce, rate, "human, cross-fitted by query", keep)
+                add_cross_fitted(f"student: {kind}, calibrated", s, rate, keep)
             students[kind] = str(model_dir)
             continue
         s, e_own, rate = engine_scores(model_dir, rows)
