@@ -244,10 +244,11 @@ def scale_figures(small: dict, big: dict) -> dict:
 
 # -- baselines, each in a fresh process -------------------------------------------------------
 
-def single(kind: str, **kw) -> dict:
+def single(kind: str, env: dict | None = None, **kw) -> dict:
+    """One baseline in a fresh process; `env`: its malloc, as the stage gives its vLLM engines."""
     cmd = [sys.executable, __file__, "--single", kind] + [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
-    log(f"{kind}: " + " ".join(cmd[2:]))
-    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    log(f"{kind}: " + " ".join(f"{k}={v}" for k, v in (env or {}).items()) + " " + " ".join(cmd[2:]))
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})})
     if p.returncode != 0:
         raise RuntimeError(f"{kind} failed: {p.stderr[-3000:]}")
     # The last JSON line: vLLM may log to stdout while it shuts down.
@@ -425,6 +426,9 @@ def main():
     ap.add_argument("--teacher-sample", type=int, default=24)
     ap.add_argument("--max-num-batched-tokens", type=int, help="tokens per vLLM step for every vLLM peer (default: "
                     "the engine's own, 2048 on a CPU, in the pipeline; vLLM's, 4096 on a CPU, in the others)")
+    ap.add_argument("--malloc", choices=["auto", "jemalloc", "system"], default="auto",
+                    help="engine.malloc for the pipeline, and the same allocator for the vLLM peers (direct, "
+                    "ray.data.llm): like for like")
     ap.add_argument("--only", default="pipeline,vllm_direct,ray_data_llm,hf_transformers,teacher",
                     help="comma-separated subset to run")
     ap.add_argument("--work", default=str(ROOT / "out" / "bench-label"))
@@ -451,12 +455,17 @@ def main():
     make_pairs(a.pairs, pairs)
     log(f"{a.pairs:,} pairs in {pairs} ({time.time() - t:.1f}s); model {model}")
     engine_kw = dict(MODEL_KW, in_process=True) if a.in_process else dict(MODEL_KW)
+    if a.malloc != "auto":
+        engine_kw["malloc"] = a.malloc
+    # The vLLM peers run with the malloc the stage gives its vLLM engines on this machine.
+    from labeler.allocator import engine_env
+    peer_env = engine_env(a.malloc, local_cpu=True, preload=os.environ.get("LD_PRELOAD", ""))
     if a.max_num_batched_tokens:
         engine_kw["max_num_batched_tokens"] = a.max_num_batched_tokens
     step = {"max_num_batched_tokens": a.max_num_batched_tokens} if a.max_num_batched_tokens else {}
     result: dict = {"pairs": a.pairs, "model": a.model or f"random Llama hidden {a.hidden}, {a.layers} layers, head_dim 64",
                     "engine": engine_kw, "max_doc_tokens": MAX_DOC_TOKENS, "cpus": os.cpu_count(),
-                    "machine": machine_info(), "dtype": DTYPE}
+                    "machine": machine_info(), "dtype": DTYPE, "malloc_env": peer_env}
     if "pipeline" in only and a.compare_pairs and a.compare_pairs < a.pairs:
         # The same command on fewer pairs first, in this run: does the cost per pair stay flat?
         small = Path(a.work) / f"pairs-{a.compare_pairs}"
@@ -493,12 +502,12 @@ def main():
         build_prompts(model, pairs, prompts, need)
         log(f"{need:,} prompts built for the baselines in {time.time() - t:.1f}s (not timed)")
     if "vllm_direct" in only:
-        result["vllm_direct"] = single("vllm", model=model, prompts=prompts, limit=base_n, **step)
-        result["vllm_direct_token_ids"] = single("vllm", model=model, prompts=prompts, limit=base_n, token_ids=1, **step)
+        result["vllm_direct"] = single("vllm", peer_env, model=model, prompts=prompts, limit=base_n, **step)
+        result["vllm_direct_token_ids"] = single("vllm", peer_env, model=model, prompts=prompts, limit=base_n, token_ids=1, **step)
     if "ray_data_llm" in only:
         import shutil
         shutil.rmtree(work / "ray_data_llm", ignore_errors=True)
-        result["ray_data_llm"] = single("ray_data_llm", model=model, prompts=prompts, limit=base_n, out=work / "ray_data_llm",
+        result["ray_data_llm"] = single("ray_data_llm", peer_env, model=model, prompts=prompts, limit=base_n, out=work / "ray_data_llm",
                                         **step)
     if "hf_transformers" in only and a.hf_sample:
         result["hf_transformers"] = {**single("hf", model=model, prompts=prompts, limit=a.hf_sample), "sample": a.hf_sample}
@@ -507,7 +516,7 @@ def main():
         # The same pairs for the teacher's two peers: a set of its own, of the sample's size.
         tpairs = Path(a.work) / f"pairs-{a.teacher_sample}"
         make_pairs(a.teacher_sample, tpairs)
-        result["teacher"] = {**single("vllm", model=resolve(a.teacher), pairs_dir=tpairs, limit=a.teacher_sample,
+        result["teacher"] = {**single("vllm", peer_env, model=resolve(a.teacher), pairs_dir=tpairs, limit=a.teacher_sample,
                                       max_model_len=1024), "sample": a.teacher_sample, "model": a.teacher}
     if "teacher_pipeline" in only and a.teacher_sample:
         # The teacher through the stage that judges (grade_stream, as `labeler judge` runs it), with

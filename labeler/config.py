@@ -88,6 +88,10 @@ class EngineConfig(_Strict):
     # with token ids at 1M pairs, against 1.02x), so it stays off by default. A step past vLLM's
     # execute-model limit ends the actor, as with the EngineCore process (engines.vllm_engine).
     in_process: bool = False
+    # The malloc of a local engine's processes (labeler.allocator). auto: jemalloc (Ray's own
+    # library, decay off) for a local engine on a CPU, where glibc's heap grew 25% over a run
+    # with vLLM's step-sized vocabulary tensors; system: glibc; jemalloc: always.
+    malloc: Literal["auto", "jemalloc", "system"] = "auto"
     # Ray Data actor pool: rows per call, and resources per engine actor.
     batch_size: int = Field(32, ge=1)
     num_actors: Optional[int] = Field(None, ge=1, description="default: sized from free resources")
@@ -135,7 +139,7 @@ class EngineConfig(_Strict):
 # actors or tuning a batch never redoes (or re-pays for) a finished stage.
 ENGINE_RUNTIME_FIELDS = frozenset({
     "max_num_seqs", "kv_cache_gib", "gpu_memory_utilization", "tensor_parallel_size", "enable_prefix_caching",
-    "max_num_batched_tokens", "block_size", "cpu_threads", "in_process", "batch_size", "num_actors", "cpus_per_actor",
+    "max_num_batched_tokens", "block_size", "cpu_threads", "in_process", "malloc", "batch_size", "num_actors", "cpus_per_actor",
     "gpus_per_actor", "resources_per_actor", "max_restarts", "concurrency", "mode", "batch_poll_s", "batch_window",
     "batch_dir", "timeout_s", "max_retries", "request_cache", "request_cache_path",
 })

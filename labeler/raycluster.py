@@ -10,6 +10,7 @@ import math
 import os
 from typing import Optional
 
+from .allocator import engine_env
 from .config import EngineConfig, RayConfig
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,20 @@ def quiet_ray(verbose: bool) -> None:
     warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
 
 
-def pool_args(engine: EngineConfig) -> dict:
-    """map_batches arguments for an engine actor pool sized from the cluster's resources."""
+def pool_args(engine: EngineConfig, *, vllm: bool = False) -> dict:
+    """map_batches arguments for an engine actor pool sized from the cluster's resources; `vllm`:
+    the pool runs vLLM engines, whose processes on a CPU get jemalloc (labeler.allocator)."""
+    import ray
+
+    out = _pool_args(engine)
+    env = engine_env(engine.malloc, local_cpu=vllm and engine.gpus_per_actor == 0,
+                     preload=os.environ.get("LD_PRELOAD", ""))
+    if env and engine.backend != "openai":
+        out["runtime_env"] = {"env_vars": env}
+    return out
+
+
+def _pool_args(engine: EngineConfig) -> dict:
     import ray
 
     total = ray.cluster_resources()

@@ -441,7 +441,7 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
     if engine.mode == "batch" and engine.batch_dir is None and getattr(writer, "work", None) is not None:
         # submitted batches are recorded in the stage's work folder: a rerun polls them again
         engine = engine.model_copy(update={"batch_dir": str(writer.work)})
-    pool = pool_args(engine)
+    pool = pool_args(engine, vllm=tokenize)
     engines = getattr(pool["compute"], "max_size", None) or 1
     ds = ds.map_batches(PrepareWorker, batch_size=engine.batch_size, batch_format="pyarrow", zero_copy_batch=True,
                         fn_constructor_kwargs={"engine_cfg": engine, "grading": grading, "tokenize": tokenize,

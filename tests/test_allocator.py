@@ -1,0 +1,61 @@
+"""vLLM engine actors on a CPU run with jemalloc (labeler.allocator): glibc's heap grew ~25% over a
+run with vLLM's step-sized vocabulary tensors. The choice reaches the actor through its runtime_env."""
+from __future__ import annotations
+
+import pytest
+
+from labeler import allocator
+from labeler.config import EngineConfig
+
+
+def test_auto_preloads_ray_jemalloc_for_a_local_cpu_engine_only():
+    lib = allocator.jemalloc_path()
+    assert lib and lib.endswith("libjemalloc.so")  # Ray ships it: nothing else to install
+    env = allocator.engine_env("auto", local_cpu=True)
+    assert env == {"LD_PRELOAD": lib, "MALLOC_CONF": allocator.JEMALLOC_CONF}
+    assert allocator.engine_env("auto", local_cpu=False) == {}       # a GPU actor, an API backend
+    assert allocator.engine_env("system", local_cpu=True) == {}
+    assert allocator.engine_env("jemalloc", local_cpu=False)["LD_PRELOAD"] == lib
+
+
+def test_a_preload_already_there_is_kept_after_jemalloc_and_not_repeated():
+    lib = allocator.jemalloc_path()
+    assert allocator.engine_env("auto", local_cpu=True, preload="/x/libgomp.so")["LD_PRELOAD"] == f"{lib}:/x/libgomp.so"
+    assert "LD_PRELOAD" not in allocator.engine_env("auto", local_cpu=True, preload=f"/x/a.so:{lib}")
+
+
+def test_jemalloc_asked_for_where_ray_has_none_is_an_error(monkeypatch):
+    monkeypatch.setattr(allocator, "jemalloc_path", lambda: None)
+    with pytest.raises(ValueError, match="malloc: system"):
+        allocator.engine_env("jemalloc", local_cpu=True)
+    assert allocator.engine_env("auto", local_cpu=True) == {}  # auto falls back to glibc
+
+
+def test_malloc_is_a_runtime_field_not_part_of_a_stage_fingerprint():
+    from labeler.config import identity
+
+    a, b = EngineConfig(model="m"), EngineConfig(model="m", malloc="system")
+    assert identity(a) == identity(b)
+
+
+def test_the_engine_pool_actor_runs_with_jemalloc(ray_local):
+    """The pool's runtime_env is what Ray starts the engine actor with: jemalloc is mapped into it."""
+    from labeler.raycluster import pool_args
+
+    ray = ray_local
+    pool = pool_args(EngineConfig(model="m"), vllm=True)
+    assert pool["runtime_env"]["env_vars"]["MALLOC_CONF"] == allocator.JEMALLOC_CONF
+    assert "runtime_env" not in pool_args(EngineConfig(model="m", malloc="system"), vllm=True)
+    assert "runtime_env" not in pool_args(EngineConfig(model="m"))  # not a vLLM pool: unchanged
+
+    @ray.remote(num_cpus=0.25)
+    class Probe:
+        def maps(self):
+            import os
+            with open("/proc/self/maps") as f:
+                return [ln.split()[-1] for ln in f if "jemalloc" in ln], os.environ.get("MALLOC_CONF")
+
+    libs, conf = ray.get(Probe.options(runtime_env=pool["runtime_env"]).remote().maps.remote())
+    assert allocator.jemalloc_path() in libs and conf == allocator.JEMALLOC_CONF
+    libs, _ = ray.get(Probe.remote().maps.remote())
+    assert not libs  # other workers keep glibc
