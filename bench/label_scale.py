@@ -198,7 +198,8 @@ def run_pipeline(model: str, pairs: Path, work: Path, n: int, engine_kw: dict = 
     cfg.write_text(text.replace("data/demo/docs.jsonl", str(ROOT / "data" / "demo" / "docs.jsonl")))
     out = work / "pipeline"
     sets = [f"judge.engine.{k}={v}" for k, v in engine_kw.items()] + [f"judge.grading.max_doc_tokens={MAX_DOC_TOKENS}"]
-    cmd = ["label", str(cfg), "--model", model, "--pairs", str(pairs), "--out", str(out), "--force"]
+    # --restart: a killed earlier run's parts are never resumed into a measurement.
+    cmd = ["label", str(cfg), "--model", model, "--pairs", str(pairs), "--out", str(out), "--force", "--restart"]
     for s in sets:
         cmd += ["--set", s]
     log("pipeline: labeler " + " ".join(cmd))
@@ -302,8 +303,9 @@ def run_vllm(a) -> dict:
     from vllm import LLM, SamplingParams
 
     t0 = time.time()
+    one = {"distributed_executor_backend": "uni"} if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0" else {}
     llm = LLM(model=a.model, dtype=DTYPE, max_model_len=a.max_model_len, max_num_seqs=MODEL_KW["max_num_seqs"],
-              enforce_eager=True, enable_prefix_caching=True, seed=0, **step_kw(a))
+              enforce_eager=True, enable_prefix_caching=True, seed=0, **step_kw(a), **one)
     start = time.time() - t0
     if a.pairs_dir:  # the teacher: its own chat template and tokenizer
         import pyarrow.parquet as pq
@@ -459,13 +461,15 @@ def main():
         engine_kw["malloc"] = a.malloc
     # The vLLM peers run with the malloc the stage gives its vLLM engines on this machine.
     from labeler.allocator import engine_env
-    peer_env = engine_env(a.malloc, local_cpu=True, preload=os.environ.get("LD_PRELOAD", ""))
+    peer_env = engine_env(a.malloc, local_cpu=True, in_process=a.in_process, preload=os.environ.get("LD_PRELOAD", ""))
+    # With --in-process, direct vLLM runs in one process too (its ceiling in the same mode).
+    direct_env = dict(peer_env, VLLM_ENABLE_V1_MULTIPROCESSING="0") if a.in_process else peer_env
     if a.max_num_batched_tokens:
         engine_kw["max_num_batched_tokens"] = a.max_num_batched_tokens
     step = {"max_num_batched_tokens": a.max_num_batched_tokens} if a.max_num_batched_tokens else {}
     result: dict = {"pairs": a.pairs, "model": a.model or f"random Llama hidden {a.hidden}, {a.layers} layers, head_dim 64",
                     "engine": engine_kw, "max_doc_tokens": MAX_DOC_TOKENS, "cpus": os.cpu_count(),
-                    "machine": machine_info(), "dtype": DTYPE, "malloc_env": peer_env}
+                    "machine": machine_info(), "dtype": DTYPE, "malloc_env": peer_env, "direct_env": direct_env}
     if "pipeline" in only and a.compare_pairs and a.compare_pairs < a.pairs:
         # The same command on fewer pairs first, in this run: does the cost per pair stay flat?
         small = Path(a.work) / f"pairs-{a.compare_pairs}"
@@ -502,8 +506,8 @@ def main():
         build_prompts(model, pairs, prompts, need)
         log(f"{need:,} prompts built for the baselines in {time.time() - t:.1f}s (not timed)")
     if "vllm_direct" in only:
-        result["vllm_direct"] = single("vllm", peer_env, model=model, prompts=prompts, limit=base_n, **step)
-        result["vllm_direct_token_ids"] = single("vllm", peer_env, model=model, prompts=prompts, limit=base_n, token_ids=1, **step)
+        result["vllm_direct"] = single("vllm", direct_env, model=model, prompts=prompts, limit=base_n, **step)
+        result["vllm_direct_token_ids"] = single("vllm", direct_env, model=model, prompts=prompts, limit=base_n, token_ids=1, **step)
     if "ray_data_llm" in only:
         import shutil
         shutil.rmtree(work / "ray_data_llm", ignore_errors=True)

@@ -4,13 +4,12 @@ A vLLM step on a CPU allocates vocabulary-wide tensors (logits and log-probabili
 vocabulary x 4 bytes, 8-32 MB for a 49k vocabulary) whose size changes with every step's number of
 sequences. glibc raises its mmap threshold to 32 MB after the first such free, so these come from
 its heap, whose holes do not fit the next step's sizes: direct vLLM grew from 2.9 to 3.6 GB over
-its first 70k pairs and only then stopped (the engine's peak +10-15% from 100k to 1M pairs before).
-jemalloc's size classes reuse those holes; with decay off it keeps the pages it has touched
-instead of returning them and faulting them in again every step. Direct vLLM in process (random
-Llama, token ids, 2 cores): +4% RSS, flat after 40k pairs, 4-14% more pairs/s than glibc; jemalloc
-with its default decay was as flat but 17% slower, glibc with a fixed 8 MB mmap threshold 21%
-slower. Through the label stage at 100k pairs: 1,086 pairs/s against glibc's 872 (1,144 against
-1,015 with `in_process`).
+its first 70k pairs and only then stopped (the Worker's peak +10-15% from 100k to 1M pairs
+before). jemalloc's size classes reuse those holes. Measured on direct vLLM (random Llama, token
+ids, 2 cores, 20k prompts cycled), in one process: +4% RSS and flat after 40k pairs with decay
+off, and 4-14% more pairs/s than glibc; with jemalloc's default decay as flat but 17% slower
+(pages it purges are faulted in again every step); glibc with a fixed 8 MB mmap threshold 21%
+slower. Through the label stage with `in_process`, 100k pairs: 1,144 pairs/s against glibc's 1,015.
 
 The library is the one Ray ships (`ray/core/libjemalloc.so`), so nothing more is installed. It must
 be preloaded when a process starts, so it is set in the engine actor's runtime_env; vLLM's own
@@ -26,8 +25,12 @@ from typing import Optional
 
 log = logging.getLogger(__name__)
 
-# Keep every page jemalloc touched (no purging): the engine's working set is reused each step.
-JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+# An engine in one process (engine.in_process): keep every page jemalloc touched (no purging), so
+# the working set is reused each step. Not with vLLM's EngineCore and Worker processes: there the
+# EngineCore (whose threads free what others allocated) then grew about 1.1 KB a pair (0.56 to
+# 1.45 GB over 1M pairs; 150 B a pair with one arena), so those keep jemalloc's own decay, flat
+# but slower (direct vLLM 1,007-1,019 pairs/s against 1,425-1,500 without decay).
+JEMALLOC_CONF_ONE_PROCESS = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
 
 
 @lru_cache(maxsize=1)
@@ -40,7 +43,7 @@ def jemalloc_path() -> Optional[str]:
     return str(lib) if lib.is_file() else None
 
 
-def engine_env(choice: str, *, local_cpu: bool, preload: str = "") -> dict[str, str]:
+def engine_env(choice: str, *, local_cpu: bool, in_process: bool = False, preload: str = "") -> dict[str, str]:
     """Environment variables for an engine process: jemalloc preloaded (before anything `preload`
     already names) for `jemalloc`, or `auto` with a local engine on a CPU; nothing otherwise.
     `jemalloc` asked for where Ray ships none is an error, `auto` then falls back to glibc."""
@@ -53,6 +56,7 @@ def engine_env(choice: str, *, local_cpu: bool, preload: str = "") -> dict[str, 
                              "use malloc: system")
         log.info("engine malloc: glibc (this Ray ships no jemalloc)")
         return {}
-    if lib in preload.split(":"):
-        return {"MALLOC_CONF": JEMALLOC_CONF}
-    return {"LD_PRELOAD": ":".join(x for x in (lib, preload) if x), "MALLOC_CONF": JEMALLOC_CONF}
+    env = {"MALLOC_CONF": JEMALLOC_CONF_ONE_PROCESS} if in_process else {}
+    if lib not in preload.split(":"):
+        env["LD_PRELOAD"] = ":".join(x for x in (lib, preload) if x)
+    return env

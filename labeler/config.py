@@ -88,9 +88,9 @@ class EngineConfig(_Strict):
     # with token ids at 1M pairs, against 1.02x), so it stays off by default. A step past vLLM's
     # execute-model limit ends the actor, as with the EngineCore process (engines.vllm_engine).
     in_process: bool = False
-    # The malloc of a local engine's processes (labeler.allocator). auto: jemalloc (Ray's own
-    # library, decay off) for a local engine on a CPU, where glibc's heap grew 25% over a run
-    # with vLLM's step-sized vocabulary tensors; system: glibc; jemalloc: always.
+    # The malloc of a vLLM engine's processes (labeler.allocator). auto: jemalloc (Ray's own
+    # library; decay off with in_process) on a CPU, where glibc's heap grew 25% over a run with
+    # vLLM's step-sized vocabulary tensors; system: glibc; jemalloc: also elsewhere.
     malloc: Literal["auto", "jemalloc", "system"] = "auto"
     # Ray Data actor pool: rows per call, and resources per engine actor.
     batch_size: int = Field(32, ge=1)

@@ -82,7 +82,7 @@ def pool_args(engine: EngineConfig, *, vllm: bool = False) -> dict:
     import ray
 
     out = _pool_args(engine)
-    env = engine_env(engine.malloc, local_cpu=vllm and engine.gpus_per_actor == 0,
+    env = engine_env(engine.malloc, local_cpu=vllm and engine.gpus_per_actor == 0, in_process=engine.in_process,
                      preload=os.environ.get("LD_PRELOAD", ""))
     if env and engine.backend != "openai":
         out["runtime_env"] = {"env_vars": env}

@@ -1,5 +1,6 @@
 """vLLM engine actors on a CPU run with jemalloc (labeler.allocator): glibc's heap grew ~25% over a
-run with vLLM's step-sized vocabulary tensors. The choice reaches the actor through its runtime_env."""
+run with vLLM's step-sized vocabulary tensors. The choice reaches the actor through its runtime_env;
+an engine in one process also keeps its pages (no decay), vLLM's EngineCore and Worker do not."""
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,9 @@ from labeler.config import EngineConfig
 def test_auto_preloads_ray_jemalloc_for_a_local_cpu_engine_only():
     lib = allocator.jemalloc_path()
     assert lib and lib.endswith("libjemalloc.so")  # Ray ships it: nothing else to install
-    env = allocator.engine_env("auto", local_cpu=True)
-    assert env == {"LD_PRELOAD": lib, "MALLOC_CONF": allocator.JEMALLOC_CONF}
+    assert allocator.engine_env("auto", local_cpu=True) == {"LD_PRELOAD": lib}  # jemalloc's own decay
+    assert allocator.engine_env("auto", local_cpu=True, in_process=True) == {
+        "LD_PRELOAD": lib, "MALLOC_CONF": allocator.JEMALLOC_CONF_ONE_PROCESS}
     assert allocator.engine_env("auto", local_cpu=False) == {}       # a GPU actor, an API backend
     assert allocator.engine_env("system", local_cpu=True) == {}
     assert allocator.engine_env("jemalloc", local_cpu=False)["LD_PRELOAD"] == lib
@@ -43,8 +45,9 @@ def test_the_engine_pool_actor_runs_with_jemalloc(ray_local):
     from labeler.raycluster import pool_args
 
     ray = ray_local
-    pool = pool_args(EngineConfig(model="m"), vllm=True)
-    assert pool["runtime_env"]["env_vars"]["MALLOC_CONF"] == allocator.JEMALLOC_CONF
+    assert "MALLOC_CONF" not in pool_args(EngineConfig(model="m"), vllm=True)["runtime_env"]["env_vars"]
+    pool = pool_args(EngineConfig(model="m", in_process=True), vllm=True)
+    assert pool["runtime_env"]["env_vars"]["MALLOC_CONF"] == allocator.JEMALLOC_CONF_ONE_PROCESS
     assert "runtime_env" not in pool_args(EngineConfig(model="m", malloc="system"), vllm=True)
     assert "runtime_env" not in pool_args(EngineConfig(model="m"))  # not a vLLM pool: unchanged
 
@@ -56,6 +59,6 @@ def test_the_engine_pool_actor_runs_with_jemalloc(ray_local):
                 return [ln.split()[-1] for ln in f if "jemalloc" in ln], os.environ.get("MALLOC_CONF")
 
     libs, conf = ray.get(Probe.options(runtime_env=pool["runtime_env"]).remote().maps.remote())
-    assert allocator.jemalloc_path() in libs and conf == allocator.JEMALLOC_CONF
+    assert allocator.jemalloc_path() in libs and conf == allocator.JEMALLOC_CONF_ONE_PROCESS
     libs, _ = ray.get(Probe.remote().maps.remote())
     assert not libs  # other workers keep glibc
