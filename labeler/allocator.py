@@ -1,4 +1,4 @@
-"""Which malloc a local engine's processes run with, and why it is not glibc's on a CPU.
+"""Which malloc a local engine's processes run with, and why it is jemalloc for vLLM in one process.
 
 A vLLM step on a CPU allocates vocabulary-wide tensors (logits and log-probabilities: rows x
 vocabulary x 4 bytes, 8-32 MB for a 49k vocabulary) whose size changes with every step's number of
@@ -12,8 +12,8 @@ off, and 4-14% more pairs/s than glibc; with jemalloc's default decay as flat bu
 slower. Through the label stage with `in_process`, 100k pairs: 1,144 pairs/s against glibc's 1,015.
 
 The library is the one Ray ships (`ray/core/libjemalloc.so`), so nothing more is installed. It must
-be preloaded when a process starts, so it is set in the engine actor's runtime_env; vLLM's own
-processes inherit it.
+be preloaded when a process starts, so it is set in the engine actor's runtime_env (vLLM's own
+processes, with `malloc: jemalloc`, inherit it).
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 # An engine in one process (engine.in_process): keep every page jemalloc touched (no purging), so
 # the working set is reused each step. Not with vLLM's EngineCore and Worker processes: there the
 # EngineCore (whose threads free what others allocated) then grew about 1.1 KB a pair (0.56 to
-# 1.45 GB over 1M pairs; 150 B a pair with one arena), so those keep jemalloc's own decay, flat
-# but slower (direct vLLM 1,007-1,019 pairs/s against 1,425-1,500 without decay).
+# 1.45 GB over 1M pairs; 150 B a pair with one arena), and with jemalloc's own decay the stage
+# labeled 645 pairs/s against glibc's 872 (100k pairs). So `auto` keeps glibc for those.
 JEMALLOC_CONF_ONE_PROCESS = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
 
 
@@ -45,9 +45,9 @@ def jemalloc_path() -> Optional[str]:
 
 def engine_env(choice: str, *, local_cpu: bool, in_process: bool = False, preload: str = "") -> dict[str, str]:
     """Environment variables for an engine process: jemalloc preloaded (before anything `preload`
-    already names) for `jemalloc`, or `auto` with a local engine on a CPU; nothing otherwise.
-    `jemalloc` asked for where Ray ships none is an error, `auto` then falls back to glibc."""
-    if choice == "system" or (choice == "auto" and not local_cpu):
+    already names) for `jemalloc`, or `auto` with a local engine in one process on a CPU; nothing
+    otherwise. `jemalloc` asked for where Ray ships none is an error, `auto` then keeps glibc."""
+    if choice == "system" or (choice == "auto" and not (local_cpu and in_process)):
         return {}
     lib = jemalloc_path()
     if lib is None:

@@ -89,8 +89,8 @@ class EngineConfig(_Strict):
     # execute-model limit ends the actor, as with the EngineCore process (engines.vllm_engine).
     in_process: bool = False
     # The malloc of a vLLM engine's processes (labeler.allocator). auto: jemalloc (Ray's own
-    # library; decay off with in_process) on a CPU, where glibc's heap grew 25% over a run with
-    # vLLM's step-sized vocabulary tensors; system: glibc; jemalloc: also elsewhere.
+    # library, decay off) for an in_process engine on a CPU, where glibc's heap grew 25% over a run
+    # with vLLM's step-sized vocabulary tensors; glibc otherwise. system: glibc; jemalloc: always.
     malloc: Literal["auto", "jemalloc", "system"] = "auto"
     # Ray Data actor pool: rows per call, and resources per engine actor.
     batch_size: int = Field(32, ge=1)

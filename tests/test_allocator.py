@@ -1,6 +1,6 @@
-"""vLLM engine actors on a CPU run with jemalloc (labeler.allocator): glibc's heap grew ~25% over a
-run with vLLM's step-sized vocabulary tensors. The choice reaches the actor through its runtime_env;
-an engine in one process also keeps its pages (no decay), vLLM's EngineCore and Worker do not."""
+"""vLLM engines in one process on a CPU run with jemalloc, decay off (labeler.allocator): glibc's
+heap grew ~25% over a run with vLLM's step-sized vocabulary tensors. The choice reaches the actor
+through its runtime_env; vLLM's EngineCore and Worker processes keep glibc unless asked."""
 from __future__ import annotations
 
 import pytest
@@ -9,28 +9,30 @@ from labeler import allocator
 from labeler.config import EngineConfig
 
 
-def test_auto_preloads_ray_jemalloc_for_a_local_cpu_engine_only():
+def test_auto_preloads_ray_jemalloc_for_a_local_cpu_engine_in_one_process_only():
     lib = allocator.jemalloc_path()
     assert lib and lib.endswith("libjemalloc.so")  # Ray ships it: nothing else to install
-    assert allocator.engine_env("auto", local_cpu=True) == {"LD_PRELOAD": lib}  # jemalloc's own decay
     assert allocator.engine_env("auto", local_cpu=True, in_process=True) == {
         "LD_PRELOAD": lib, "MALLOC_CONF": allocator.JEMALLOC_CONF_ONE_PROCESS}
-    assert allocator.engine_env("auto", local_cpu=False) == {}       # a GPU actor, an API backend
-    assert allocator.engine_env("system", local_cpu=True) == {}
+    assert allocator.engine_env("auto", local_cpu=True) == {}  # vLLM's engine processes: glibc
+    assert allocator.engine_env("jemalloc", local_cpu=True) == {"LD_PRELOAD": lib}  # jemalloc's own decay
+    assert allocator.engine_env("auto", local_cpu=False, in_process=True) == {}  # a GPU actor, an API backend
+    assert allocator.engine_env("system", local_cpu=True, in_process=True) == {}
     assert allocator.engine_env("jemalloc", local_cpu=False)["LD_PRELOAD"] == lib
 
 
 def test_a_preload_already_there_is_kept_after_jemalloc_and_not_repeated():
     lib = allocator.jemalloc_path()
-    assert allocator.engine_env("auto", local_cpu=True, preload="/x/libgomp.so")["LD_PRELOAD"] == f"{lib}:/x/libgomp.so"
-    assert "LD_PRELOAD" not in allocator.engine_env("auto", local_cpu=True, preload=f"/x/a.so:{lib}")
+    env = allocator.engine_env("auto", local_cpu=True, in_process=True, preload="/x/libgomp.so")
+    assert env["LD_PRELOAD"] == f"{lib}:/x/libgomp.so"
+    assert "LD_PRELOAD" not in allocator.engine_env("auto", local_cpu=True, in_process=True, preload=f"/x/a.so:{lib}")
 
 
 def test_jemalloc_asked_for_where_ray_has_none_is_an_error(monkeypatch):
     monkeypatch.setattr(allocator, "jemalloc_path", lambda: None)
     with pytest.raises(ValueError, match="malloc: system"):
         allocator.engine_env("jemalloc", local_cpu=True)
-    assert allocator.engine_env("auto", local_cpu=True) == {}  # auto falls back to glibc
+    assert allocator.engine_env("auto", local_cpu=True, in_process=True) == {}  # auto keeps glibc
 
 
 def test_malloc_is_a_runtime_field_not_part_of_a_stage_fingerprint():
@@ -45,11 +47,11 @@ def test_the_engine_pool_actor_runs_with_jemalloc(ray_local):
     from labeler.raycluster import pool_args
 
     ray = ray_local
-    assert "MALLOC_CONF" not in pool_args(EngineConfig(model="m"), vllm=True)["runtime_env"]["env_vars"]
+    assert "runtime_env" not in pool_args(EngineConfig(model="m"), vllm=True)  # engine processes: glibc
     pool = pool_args(EngineConfig(model="m", in_process=True), vllm=True)
     assert pool["runtime_env"]["env_vars"]["MALLOC_CONF"] == allocator.JEMALLOC_CONF_ONE_PROCESS
-    assert "runtime_env" not in pool_args(EngineConfig(model="m", malloc="system"), vllm=True)
-    assert "runtime_env" not in pool_args(EngineConfig(model="m"))  # not a vLLM pool: unchanged
+    assert "runtime_env" not in pool_args(EngineConfig(model="m", in_process=True, malloc="system"), vllm=True)
+    assert "runtime_env" not in pool_args(EngineConfig(model="m", in_process=True))  # not a vLLM pool
 
     @ray.remote(num_cpus=0.25)
     class Probe:
