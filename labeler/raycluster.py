@@ -78,9 +78,7 @@ def quiet_ray(verbose: bool) -> None:
 
 def pool_args(engine: EngineConfig, *, vllm: bool = False) -> dict:
     """map_batches arguments for an engine actor pool sized from the cluster's resources; `vllm`:
-    the pool runs vLLM engines, whose processes on a CPU get jemalloc (labeler.allocator)."""
-    import ray
-
+    the pool runs vLLM engines, which in one process on a CPU get jemalloc (labeler.allocator)."""
     out = _pool_args(engine)
     env = engine_env(engine.malloc, local_cpu=vllm and engine.gpus_per_actor == 0, in_process=engine.in_process,
                      preload=os.environ.get("LD_PRELOAD", ""))
@@ -90,6 +88,7 @@ def pool_args(engine: EngineConfig, *, vllm: bool = False) -> dict:
 
 
 def _pool_args(engine: EngineConfig) -> dict:
+    """The pool's size and each actor's resources."""
     import ray
 
     total = ray.cluster_resources()
