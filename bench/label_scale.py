@@ -507,12 +507,13 @@ def main():
         log(f"{need:,} prompts built for the baselines in {time.time() - t:.1f}s (not timed)")
     if "vllm_direct" in only:
         result["vllm_direct"] = single("vllm", direct_env, model=model, prompts=prompts, limit=base_n, **step)
-        result["vllm_direct_token_ids"] = single("vllm", direct_env, model=model, prompts=prompts, limit=base_n, token_ids=1, **step)
+        result["vllm_direct_token_ids"] = single("vllm", direct_env, model=model, prompts=prompts, limit=base_n,
+                                                 token_ids=1, **step)
     if "ray_data_llm" in only:
         import shutil
         shutil.rmtree(work / "ray_data_llm", ignore_errors=True)
-        result["ray_data_llm"] = single("ray_data_llm", peer_env, model=model, prompts=prompts, limit=base_n, out=work / "ray_data_llm",
-                                        **step)
+        result["ray_data_llm"] = single("ray_data_llm", peer_env, model=model, prompts=prompts, limit=base_n,
+                                        out=work / "ray_data_llm", **step)
     if "hf_transformers" in only and a.hf_sample:
         result["hf_transformers"] = {**single("hf", model=model, prompts=prompts, limit=a.hf_sample), "sample": a.hf_sample}
     if only & {"teacher", "teacher_pipeline"} and a.teacher_sample:
@@ -520,8 +521,9 @@ def main():
         # The same pairs for the teacher's two peers: a set of its own, of the sample's size.
         tpairs = Path(a.work) / f"pairs-{a.teacher_sample}"
         make_pairs(a.teacher_sample, tpairs)
-        result["teacher"] = {**single("vllm", peer_env, model=resolve(a.teacher), pairs_dir=tpairs, limit=a.teacher_sample,
-                                      max_model_len=1024), "sample": a.teacher_sample, "model": a.teacher}
+        result["teacher"] = {**single("vllm", peer_env, model=resolve(a.teacher), pairs_dir=tpairs,
+                                      limit=a.teacher_sample, max_model_len=1024),
+                             "sample": a.teacher_sample, "model": a.teacher}
     if "teacher_pipeline" in only and a.teacher_sample:
         # The teacher through the stage that judges (grade_stream, as `labeler judge` runs it), with
         # the MedQuAD config's engine settings, on the same prompts as the direct peer above.

@@ -139,8 +139,8 @@ class EngineConfig(_Strict):
 # actors or tuning a batch never redoes (or re-pays for) a finished stage.
 ENGINE_RUNTIME_FIELDS = frozenset({
     "max_num_seqs", "kv_cache_gib", "gpu_memory_utilization", "tensor_parallel_size", "enable_prefix_caching",
-    "max_num_batched_tokens", "block_size", "cpu_threads", "in_process", "malloc", "batch_size", "num_actors", "cpus_per_actor",
-    "gpus_per_actor", "resources_per_actor", "max_restarts", "concurrency", "mode", "batch_poll_s", "batch_window",
+    "max_num_batched_tokens", "block_size", "cpu_threads", "in_process", "malloc", "batch_size", "num_actors",
+    "cpus_per_actor", "gpus_per_actor", "resources_per_actor", "max_restarts", "concurrency", "mode", "batch_poll_s", "batch_window",
     "batch_dir", "timeout_s", "max_retries", "request_cache", "request_cache_path",
 })
 

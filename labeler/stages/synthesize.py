@@ -422,8 +422,8 @@ def _run(ctx) -> dict:
 
         resolve_dtype(c.engine.dtype, gpu=c.engine.gpus_per_actor > 0, what="[synthesize] engine")
     run_actor_stage(w, todo, worker=SynthWorker, ctor_kwargs={"cfg": c, "seed": ctx.cfg.seed},
-                    pool=pool_args(c.engine, vllm=c.engine.backend == "vllm"), batch_size=c.engine.batch_size, total=requests.num_rows,
-                    on_ok=chain(round_trip, dedupe))
+                    pool=pool_args(c.engine, vllm=c.engine.backend == "vllm"), batch_size=c.engine.batch_size,
+                    total=requests.num_rows, on_ok=chain(round_trip, dedupe))
     tokens = token_totals(w.data(), w.rejected())
     return ctx.publish(w, "synthesize", requests.num_rows,
                        extra={**tokens, "cost_usd": cost_usd(tokens, c.engine), "model": c.engine.model,
