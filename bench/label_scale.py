@@ -35,6 +35,10 @@ baselines, the process's and its largest child's peak (ru_maxrss).
     .venv/bin/python bench/label_scale.py --pairs 100000 --only pipeline         # memory vs size
     .venv/bin/python bench/label_scale.py --pairs 20000 --model out/ce/model       # an encoder student
 
+The engine runs as the stage runs it on a CPU: in the engine actor's process, with every core
+(`cpu_threads: all`: one engine on the machine), and direct vLLM likewise in one process with
+every core; `--engine-processes` puts both in vLLM's EngineCore and Worker processes instead.
+
 Pairs are synthetic: short intranet-like titles, 40-80-word texts and 2-6-word queries, ten
 documents per query and twenty pairs per document. The last line is one JSON object.
 """
@@ -420,8 +424,11 @@ def main():
     ap.add_argument("--layers", type=int, default=2, help="random model: layers")
     ap.add_argument("--compare-pairs", type=int, help="also run the pipeline on this many pairs first, in the same run, "
                     "and report the steady-rate and per-process memory ratios (`scale`)")
-    ap.add_argument("--in-process", action="store_true",
-                    help="the pipeline's engine with engine.in_process (vLLM inside the engine actor)")
+    ap.add_argument("--engine-processes", action="store_true",
+                    help="the pipeline's engine with engine.in_process false (vLLM's EngineCore and Worker "
+                    "processes), and direct vLLM likewise; default: both in one process, the stage's default on a CPU")
+    ap.add_argument("--cpu-threads", help="the pipeline engine's engine.cpu_threads (default: all in process, as "
+                    "direct vLLM in one process uses every core; vLLM's own binding with --engine-processes)")
     ap.add_argument("--baseline-pairs", type=int, help="pairs for vllm_direct and ray_data_llm (default: all)")
     ap.add_argument("--hf-sample", type=int, default=1000)
     ap.add_argument("--teacher", default="offline:qwen2.5-coder-1.5b-instruct")
@@ -456,14 +463,18 @@ def main():
     t = time.time()
     make_pairs(a.pairs, pairs)
     log(f"{a.pairs:,} pairs in {pairs} ({time.time() - t:.1f}s); model {model}")
-    engine_kw = dict(MODEL_KW, in_process=True) if a.in_process else dict(MODEL_KW)
+    in_process = not a.engine_processes
+    engine_kw = dict(MODEL_KW, in_process=in_process)
+    threads = a.cpu_threads or ("all" if in_process else None)
+    if threads:
+        engine_kw["cpu_threads"] = threads
     if a.malloc != "auto":
         engine_kw["malloc"] = a.malloc
     # The vLLM peers run with the malloc the stage gives its vLLM engines on this machine.
     from labeler.allocator import engine_env
-    peer_env = engine_env(a.malloc, local_cpu=True, in_process=a.in_process, preload=os.environ.get("LD_PRELOAD", ""))
-    # With --in-process, direct vLLM runs in one process too (its ceiling in the same mode).
-    direct_env = dict(peer_env, VLLM_ENABLE_V1_MULTIPROCESSING="0") if a.in_process else peer_env
+    peer_env = engine_env(a.malloc, local_cpu=True, in_process=in_process, preload=os.environ.get("LD_PRELOAD", ""))
+    # Direct vLLM runs in the pipeline engine's mode (its ceiling in the same mode).
+    direct_env = dict(peer_env, VLLM_ENABLE_V1_MULTIPROCESSING="0" if in_process else "1")
     if a.max_num_batched_tokens:
         engine_kw["max_num_batched_tokens"] = a.max_num_batched_tokens
     step = {"max_num_batched_tokens": a.max_num_batched_tokens} if a.max_num_batched_tokens else {}
@@ -521,14 +532,14 @@ def main():
         # The same pairs for the teacher's two peers: a set of its own, of the sample's size.
         tpairs = Path(a.work) / f"pairs-{a.teacher_sample}"
         make_pairs(a.teacher_sample, tpairs)
-        result["teacher"] = {**single("vllm", peer_env, model=resolve(a.teacher), pairs_dir=tpairs,
+        result["teacher"] = {**single("vllm", direct_env, model=resolve(a.teacher), pairs_dir=tpairs,
                                       limit=a.teacher_sample, max_model_len=1024),
                              "sample": a.teacher_sample, "model": a.teacher}
     if "teacher_pipeline" in only and a.teacher_sample:
         # The teacher through the stage that judges (grade_stream, as `labeler judge` runs it), with
         # the MedQuAD config's engine settings, on the same prompts as the direct peer above.
         result["teacher_pipeline"] = run_pipeline(resolve(a.teacher), tpairs, Path(a.work) / f"teacher-{a.teacher_sample}",
-                                                  a.teacher_sample, TEACHER_KW)
+                                                  a.teacher_sample, dict(TEACHER_KW, in_process=in_process))
         tp, td = result["teacher_pipeline"], result["teacher"]
         result["judge_vs_direct_teacher_steady"] = round((tp["steady_pairs_per_s"] or tp["pairs_per_s"]) / td["pairs_per_s"], 3)
     p, d = result.get("pipeline"), result.get("vllm_direct")

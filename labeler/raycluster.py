@@ -12,6 +12,7 @@ from typing import Optional
 
 from .allocator import engine_env
 from .config import EngineConfig, RayConfig
+from .hardware import thread_count
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,16 @@ def pool_args(engine: EngineConfig, *, vllm: bool = False) -> dict:
     """map_batches arguments for an engine actor pool sized from the cluster's resources; `vllm`:
     the pool runs vLLM engines, which in one process on a CPU get jemalloc (labeler.allocator)."""
     out = _pool_args(engine)
-    env = engine_env(engine.malloc, local_cpu=vllm and engine.gpus_per_actor == 0, in_process=engine.in_process,
-                     preload=os.environ.get("LD_PRELOAD", ""))
+    local_cpu = vllm and engine.gpus_per_actor == 0
+    in_process = engine.runs_in_process(gpu=engine.gpus_per_actor > 0)
+    env = engine_env(engine.malloc, local_cpu=local_cpu, in_process=in_process, preload=os.environ.get("LD_PRELOAD", ""))
+    threads = thread_count(engine.cpu_threads)
+    if local_cpu and in_process and threads:
+        # In process vLLM binds no threads of its own: the model runs on the actor's OMP threads,
+        # which Ray sets to its CPUs (1) unless the actor starts with its own OMP_NUM_THREADS (set
+        # later, in the actor, torch's and each thread's OpenMP counts disagree and vLLM's CPU
+        # attention fails). "all": this machine's cores.
+        env["OMP_NUM_THREADS"] = str(threads)
     if env and engine.backend != "openai":
         out["runtime_env"] = {"env_vars": env}
     return out

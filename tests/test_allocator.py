@@ -47,9 +47,10 @@ def test_the_engine_pool_actor_runs_with_jemalloc(ray_local):
     from labeler.raycluster import pool_args
 
     ray = ray_local
-    assert "runtime_env" not in pool_args(EngineConfig(model="m"), vllm=True)  # engine processes: glibc
-    pool = pool_args(EngineConfig(model="m", in_process=True), vllm=True)
+    assert "runtime_env" not in pool_args(EngineConfig(model="m", in_process=False), vllm=True)  # glibc
+    pool = pool_args(EngineConfig(model="m"), vllm=True)  # in process: the default on a CPU
     assert pool["runtime_env"]["env_vars"]["MALLOC_CONF"] == allocator.JEMALLOC_CONF_ONE_PROCESS
+    assert "runtime_env" not in pool_args(EngineConfig(model="m", gpus_per_actor=1), vllm=True)  # a GPU engine
     assert "runtime_env" not in pool_args(EngineConfig(model="m", in_process=True, malloc="system"), vllm=True)
     assert "runtime_env" not in pool_args(EngineConfig(model="m", in_process=True))  # not a vLLM pool
 
@@ -64,3 +65,25 @@ def test_the_engine_pool_actor_runs_with_jemalloc(ray_local):
     assert allocator.jemalloc_path() in libs and conf == allocator.JEMALLOC_CONF_ONE_PROCESS
     libs, _ = ray.get(Probe.remote().maps.remote())
     assert not libs  # other workers keep glibc
+
+
+def test_an_engine_in_one_process_gets_its_cpu_threads_as_the_actor_starts(ray_local):
+    """vLLM binds threads only for a Worker process it starts: in process the model runs on the
+    actor's OMP threads, which Ray sets to its CPUs (1) unless the pool starts it with cpu_threads."""
+    from labeler.raycluster import pool_args
+
+    ray = ray_local
+    pool = pool_args(EngineConfig(model="m", cpu_threads=2), vllm=True)
+    assert pool["runtime_env"]["env_vars"]["OMP_NUM_THREADS"] == "2"
+    assert "OMP_NUM_THREADS" not in pool_args(EngineConfig(model="m"), vllm=True)["runtime_env"]["env_vars"]
+    # Engine processes: vLLM binds its Worker's threads itself (VLLM_CPU_OMP_THREADS_BIND).
+    assert "runtime_env" not in pool_args(EngineConfig(model="m", cpu_threads=2, in_process=False), vllm=True)
+
+    @ray.remote(num_cpus=0.25)
+    class Probe:
+        def threads(self):
+            import torch
+            return torch.get_num_threads()
+
+    assert ray.get(Probe.options(runtime_env=pool["runtime_env"]).remote().threads.remote()) == 2
+    assert ray.get(Probe.remote().threads.remote()) == 1

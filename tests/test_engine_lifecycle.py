@@ -69,8 +69,11 @@ def _engine_core(mark: str):
 
 
 def _cmd(tiny_config, pairs: Path, out: Path, *extra) -> list[str]:
+    """vLLM's EngineCore and Worker processes (not the CPU default, in process): the processes
+    whose deaths and leftovers these tests are about."""
     return [sys.executable, "-m", "labeler.cli", "label", str(tiny_config[1]), "--model",
-            tiny_config[0].judge.engine.model, "--pairs", str(pairs), "--out", str(out), *extra]
+            tiny_config[0].judge.engine.model, "--pairs", str(pairs), "--out", str(out),
+            "--set", "judge.engine.in_process=false", *extra]
 
 
 def _env(mark: str) -> dict:

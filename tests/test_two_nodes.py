@@ -32,7 +32,7 @@ def _pairs(path: Path, n: int) -> Path:
 
 
 def _raylet_of(p: psutil.Process):
-    """The raylet a process runs under (its workers' EngineCore descends from one)."""
+    """The raylet a process runs under (its workers, and an EngineCore they start, descend from one)."""
     try:
         for a in p.parents():
             if a.name() == "raylet" or any("raylet" in c for c in a.cmdline()[:1]):
@@ -42,11 +42,17 @@ def _raylet_of(p: psutil.Process):
     return None
 
 
+def _is_engine(p: psutil.Process) -> bool:
+    """A process that runs the model: the engine actor (vLLM in process, the CPU default) or a
+    vLLM EngineCore under one."""
+    return "EngineCore" in p.name() or any("EngineWorker" in c for c in p.cmdline()[:1])
+
+
 def _engine_raylets(root_pids: set) -> set:
     out = set()
     for p in psutil.process_iter():
         try:
-            if "EngineCore" in p.name():
+            if _is_engine(p):
                 r = _raylet_of(p)
                 if r in root_pids:
                     out.add(r)
@@ -60,9 +66,10 @@ def _raylet_pid(node) -> int:
 
 
 def _kill_marked(mark: str) -> None:
-    """The removed node's processes were killed as a machine's would be, but not the vLLM
-    EngineCore under them (its raylet died with SIGKILL before it could clean up): on a real
-    cluster it dies with its machine; here it is killed so that it does not outlive the test."""
+    """The removed node's processes were killed as a machine's would be, but not what its workers
+    started (a vLLM EngineCore, with in_process false: its raylet died with SIGKILL before it could
+    clean up): on a real cluster they die with the machine; here they are killed so that nothing
+    outlives the test."""
     for p in psutil.process_iter():
         try:
             if p.pid != os.getpid() and p.environ().get("LABELER_TEST_MARK") == mark:

@@ -22,11 +22,11 @@ def test_seeded_generation_and_grading_across_many_small_steps(tiny_model):
     assert all(r.error is None and r.probs is not None for r in graded)
 
 
-IN_PROCESS = r"""
+ENGINE_PROCESSES = r"""
 import json, sys
 from labeler.config import EngineConfig
 from labeler.engines.vllm_engine import VLLMEngine, _engine_processes
-eng = VLLMEngine(EngineConfig(model=sys.argv[1], max_model_len=512, max_num_seqs=16, in_process=True))
+eng = VLLMEngine(EngineConfig(model=sys.argv[1], max_model_len=512, max_num_seqs=16, in_process=False))
 graded = eng.grade(json.loads(sys.argv[2]))
 print(json.dumps({"engine_processes": len(_engine_processes()),
                   "probs": [r.probs for r in graded], "errors": [r.error for r in graded]}))
@@ -34,22 +34,29 @@ print(json.dumps({"engine_processes": len(_engine_processes()),
 
 
 def test_in_process_engine_grades_like_the_engine_process(tiny_model):
-    """engine.in_process: no EngineCore process, and the same grades as the default engine."""
+    """in_process (the CPU default): no EngineCore process, and the same grades as vLLM's engine
+    processes (in_process false)."""
     import json
     import subprocess
     import sys
 
     from labeler.config import EngineConfig
-    from labeler.engines.vllm_engine import VLLMEngine
+    from labeler.engines.vllm_engine import VLLMEngine, _engine_processes
 
     prompts = [f"is doc {i} about vpn access? grade:" for i in range(6)]
-    # Its own interpreter: the in-process switch is an environment variable vLLM reads once.
-    out = subprocess.run([sys.executable, "-c", IN_PROCESS, tiny_model, json.dumps(prompts)],
+    default = EngineConfig(model=tiny_model, max_model_len=512, max_num_seqs=16)
+    assert default.in_process is None and default.runs_in_process(gpu=False) and not default.runs_in_process(gpu=True)
+    # Its own interpreter, so that the EngineCore process it starts is the only one it sees.
+    out = subprocess.run([sys.executable, "-c", ENGINE_PROCESSES, tiny_model, json.dumps(prompts)],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got["engine_processes"] == 0 and got["errors"] == [None] * len(prompts)
-    ref = VLLMEngine(EngineConfig(model=tiny_model, max_model_len=512, max_num_seqs=16)).grade(prompts)
+    # The last JSON line: the EngineCore process may log to stdout as it shuts down.
+    got = next(json.loads(x) for x in reversed(out.stdout.strip().splitlines()) if x.startswith("{"))
+    assert got["engine_processes"] == 1 and got["errors"] == [None] * len(prompts)
+    before = len(_engine_processes())
+    eng = VLLMEngine(default)
+    assert eng.in_process and len(_engine_processes()) == before
+    ref = eng.grade(prompts)
     for r, p in zip(ref, got["probs"]):
         assert len(r.probs) == len(p) and all(abs(a - b) < 1e-3 for a, b in zip(r.probs, p))
 

@@ -56,20 +56,28 @@ class VLLMEngine(Engine):
         # Read by vLLM's CPU backend when the engine starts (GiB of KV cache). These are the
         # engine actor's own process environment, which the engine processes it starts inherit.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(round(cfg.kv_cache_gib)))))
+        gpu = _on_gpu()
+        self.in_process = cfg.runs_in_process(gpu)
+        # Read when the LLM is built: the in-process client, or an EngineCore process. vLLM caches
+        # its environment once an engine core has started in this process: uncached, so that one
+        # process can hold engines of both kinds.
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if self.in_process else "1"
+        import vllm.envs
+
+        vllm.envs.disable_envs_cache()
+        # vLLM binds OMP threads only for a Worker process it starts: in process the model runs on
+        # this process's OMP threads, set when it started (raycluster.pool_args gives an engine
+        # actor cpu_threads as OMP_NUM_THREADS; Ray's default is the actor's CPUs).
         n = thread_count(cfg.cpu_threads)
-        if n is not None:
+        if n is not None and not self.in_process:
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{n - 1}"
             os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
-        if cfg.in_process:
-            # Read when the LLM is built: the in-process client instead of an EngineCore process.
-            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         from vllm import LLM
 
         self.cfg = cfg
         path = models.resolve(cfg.model)
         self.model_id = cfg.model
         self.model_version = models.model_version(path)
-        gpu = _on_gpu()
         dtype = resolve_dtype(cfg.dtype, gpu=gpu, what=f"vLLM {cfg.model}")
         kwargs = dict(model=path, dtype=dtype, max_model_len=cfg.max_model_len,
                       max_num_seqs=cfg.max_num_seqs, seed=seed,
@@ -79,7 +87,7 @@ class VLLMEngine(Engine):
             kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
         else:
             kwargs["enforce_eager"] = True  # no CUDA graphs on CPU
-        if cfg.in_process:
+        if self.in_process:
             kwargs["distributed_executor_backend"] = "uni"
         if cfg.block_size or not gpu:
             kwargs["block_size"] = cfg.block_size or CPU_BLOCK_SIZE
@@ -93,7 +101,7 @@ class VLLMEngine(Engine):
             kwargs["enable_chunked_prefill"] = False
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
-        if cfg.in_process:
+        if self.in_process:
             self.watch = _watch_steps(self.llm, cfg.model)
         else:
             self.watch = EngineWatch(_engine_processes(), cfg.model)

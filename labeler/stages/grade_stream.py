@@ -116,43 +116,37 @@ class InputScan:
 
 def scan(source: PairsInput) -> InputScan:
     """Two passes over (query_id, doc_id) only, in file order, so a later duplicate is the same row
-    in every attempt. The first keeps a 64-bit hash per row (8 bytes: 1M pairs ~ 16 MB with the
-    sort); the second, only when hashes repeat, compares the real keys of those rows, so a hash
-    collision is never taken for a duplicate."""
+    in every attempt. The first keeps a 64-bit hash per row (8 bytes: 8 MB for 1M pairs, sorted in
+    place) and finds the hashes that repeat; the second compares the real keys of the rows with
+    those hashes only, so a hash collision is never taken for a duplicate."""
     import numpy as np
 
-    def keyed(b: pa.Table) -> pa.Table:
-        return b.filter(pc.and_(pc.is_valid(b.column("query_id")), pc.is_valid(b.column("doc_id"))))
+    def hashed(b: pa.Table) -> tuple[pa.Table, list, np.ndarray]:
+        b = b.filter(pc.and_(pc.is_valid(b.column("query_id")), pc.is_valid(b.column("doc_id"))))
+        keys = pair_keys(b).to_pylist()
+        return b, keys, np.fromiter(map(hash, keys), np.int64, len(keys))
 
     hashes, n = [], 0
     for b in source.blocks(columns=["query_id", "doc_id"]):
         n += b.num_rows
-        keys = pair_keys(keyed(b)).to_pylist()
-        hashes.append(np.fromiter(map(hash, keys), np.int64, len(keys)))
+        hashes.append(hashed(b)[2])
     h = np.concatenate(hashes) if hashes else np.empty(0, np.int64)
     del hashes
-    order = np.argsort(h, kind="stable")
-    sh = h[order]
-    same = sh[1:] == sh[:-1]
-    if not same.any():
+    h.sort()  # in place: no second copy of the hashes, no argsort
+    repeated = np.unique(h[1:][h[1:] == h[:-1]])
+    del h
+    if not repeated.size:
         return InputScan(n, {})
-    repeated = np.zeros(len(sh), bool)
-    repeated[1:] |= same
-    repeated[:-1] |= same
-    candidates = np.sort(order[repeated])  # ordinals (among rows with both ids) of rows whose hash repeats
-    del h, order, sh, same, repeated
     first: dict[str, str] = {}
     dups: dict[str, str] = {}
-    ordinal = 0
     for b in source.blocks(columns=["query_id", "doc_id"]):
-        b = keyed(b)
-        lo, hi = np.searchsorted(candidates, [ordinal, ordinal + b.num_rows])
-        ordinal += b.num_rows
-        if lo == hi:
+        b, keys, bh = hashed(b)
+        rows = np.flatnonzero(np.isin(bh, repeated))
+        if not rows.size:
             continue
-        rows = pa.array(candidates[lo:hi] - (ordinal - b.num_rows))
-        sub = b.take(rows)
-        for k, loc in zip(pair_keys(sub).to_pylist(), sub.column("input_row").to_pylist()):
+        locs = b.column("input_row").take(pa.array(rows)).to_pylist()
+        for i, loc in zip(rows, locs):
+            k = keys[i]
             if k in first:
                 dups[loc] = first[k]
             else:
