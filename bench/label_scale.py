@@ -17,7 +17,8 @@ vLLM actors) against, on the same prompts, in the same run:
 - `teacher_pipeline` (opt-in, `--only ...,teacher_pipeline`): the same teacher on the same pairs
   through the grading stage (`labeler label --model <teacher>`: the stream `labeler judge` runs),
   with configs/medquad.yaml's engine settings; `judge_vs_direct_teacher_steady` is its steady rate
-  (with fewer than 5 batches, its whole command's rate, start included) over the direct teacher's.
+  (with fewer than 5 batches, its whole command's rate, start included) over the direct teacher's,
+  `judge_vs_direct_teacher_busy` its rate while its engine grades (defined with few batches too).
 - `--compare-pairs N`: the pipeline on N pairs as well, first, in the same run; `scale` gives the
   large run's steady rate, its engine's rate while busy (defined with few batches too) and each
   kind of process's peak memory over the small run's.
@@ -25,9 +26,10 @@ vLLM actors) against, on the same prompts, in the same run:
 The pipeline's `wall_s` is the whole command (Ray start, engine start, the keys pre-pass, the
 export); `steady_pairs_per_s` is the engines' own count of pairs graded over the middle 80% of
 the run (the label manifest's `engine`), with `engine_busy_s` the seconds they spent grading. `peak_rss_mb`
-is, for the pipeline, the peak sum over the driver and every process under it (Ray's daemons,
-its busy workers and the vLLM processes they start; shared pages not counted; bench/mine.py's
-RssSampler), with each process's own peak in `peak_rss_by_process_mb`; for the single-process
+is, for the pipeline, the peak sum over the driver (the `labeler label` process, one per size)
+and every process under it (Ray's daemons, its busy workers and the vLLM processes they start;
+shared pages not counted; bench/mine.py's RssSampler), with each process's own peak in
+`peak_rss_by_process_mb`; for the single-process
 baselines, the process's and its largest child's peak (ru_maxrss).
 
     .venv/bin/python bench/label_scale.py --pairs 1000000 --compare-pairs 100000 --baseline-pairs 100000
@@ -194,8 +196,7 @@ def prompt_files(folder: Path, limit: int):
 # -- the pipeline -----------------------------------------------------------------------------
 
 def run_pipeline(model: str, pairs: Path, work: Path, n: int, engine_kw: dict = MODEL_KW) -> dict:
-    from labeler.cli import main as labeler
-
+    """`labeler label` as a user runs it: its own process (the driver), sampled with every process under it."""
     work.mkdir(parents=True, exist_ok=True)
     cfg = work / "bench.yaml"
     text = (ROOT / "configs" / "tiny.yaml").read_text().replace("TINY", model)
@@ -207,9 +208,11 @@ def run_pipeline(model: str, pairs: Path, work: Path, n: int, engine_kw: dict = 
     for s in sets:
         cmd += ["--set", s]
     log("pipeline: labeler " + " ".join(cmd))
-    with RssSampler(everything=True) as rss:
-        t0 = time.time()
-        rc = labeler(cmd)
+    t0 = time.time()
+    # stdout (the command's JSON line) is not needed: the manifest holds the counts.
+    p = subprocess.Popen([sys.executable, "-m", "labeler.cli", *cmd], cwd=ROOT, stdout=subprocess.DEVNULL)
+    with RssSampler(everything=True, root=p.pid) as rss:
+        rc = p.wait()
         wall = time.time() - t0
     if rc != 0:
         raise RuntimeError(f"labeler label exited {rc}")
@@ -542,6 +545,8 @@ def main():
                                                   a.teacher_sample, dict(TEACHER_KW, in_process=in_process))
         tp, td = result["teacher_pipeline"], result["teacher"]
         result["judge_vs_direct_teacher_steady"] = round((tp["steady_pairs_per_s"] or tp["pairs_per_s"]) / td["pairs_per_s"], 3)
+        # While its engine grades (defined with few batches too), against direct vLLM without its start.
+        result["judge_vs_direct_teacher_busy"] = round(tp["pairs"] / tp["engine_busy_s"] / td["pairs_per_s"], 3)
     p, d = result.get("pipeline"), result.get("vllm_direct")
     if p and d:
         # Like for like: the pipeline's steady rate against generate alone, and both with start-up.

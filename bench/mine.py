@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -110,10 +111,12 @@ class RssSampler:
     keeps each process's own peak, so what grows with the input can be named.
     """
 
-    def __init__(self, everything: bool = False):
+    def __init__(self, everything: bool = False, root: Optional[int] = None):
+        """`root`: the driver's pid when it is not this process (a command the benchmark started)."""
         import psutil
 
         self.psutil, self.peak, self._stop, self.everything = psutil, 0, threading.Event(), everything
+        self.root = root
         self.by_process: dict[int, int] = {}   # pid -> that process's own peak
         self.at_peak: dict[int, int] = {}      # pid -> what it held when the sum peaked
         self.names: dict[int, str] = {}        # pid -> its latest name (vLLM's start as "python")
@@ -124,26 +127,33 @@ class RssSampler:
         """`ray::MapWorker(MapBatches(EngineWorker))` for a Ray worker whatever task it runs now, else the name."""
         name = p.name()
         if name.startswith("ray::"):
-            cmd = (p.cmdline() or [name])[0]
+            cmd = (p.cmdline() or [None])[0]
+            if cmd is None:  # exiting: its full title is gone, only the kernel's 15 characters
+                return None
             return cmd.rsplit(").", 1)[0] + ")" if ")." in cmd else cmd.split(".")[0]
         return name
 
     def _run(self):
-        me = self.psutil.Process()
+        me = self.psutil.Process(self.root)
         self.names[me.pid] = "driver"
         while not self._stop.is_set():
-            mine = me.memory_info()
+            try:
+                mine = me.memory_info()
+                kids = me.children(recursive=True)
+            except self.psutil.Error:  # the command ended
+                break
             now = {me.pid: mine.rss - (getattr(mine, "shared", 0) if self.everything else 0)}
             # Only this driver's own Ray (its raylet's workers): other Ray sessions on the machine are not ours.
-            for p in me.children(recursive=True):
+            for p in kids:
                 try:
                     name, mem = p.name(), p.memory_info()
                     if "IDLE" in name or not (self.everything or name.startswith("ray::")):
                         continue
                     # Object-store pages mapped into every worker are shared, not theirs.
                     now[p.pid] = mem.rss - getattr(mem, "shared", 0)
-                    if self.everything:
-                        self.names[p.pid] = self._label(p)
+                    label = self._label(p) if self.everything else None
+                    if label:  # none while it exits: it keeps the name it ran under
+                        self.names[p.pid] = label
                 except self.psutil.Error:
                     pass
             total = sum(now.values())
