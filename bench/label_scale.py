@@ -29,8 +29,8 @@ the run (the label manifest's `engine`), with `engine_busy_s` the seconds they s
 is, for the pipeline, the peak sum over the driver (the `labeler label` process, one per size)
 and every process under it (Ray's daemons, its busy workers and the vLLM processes they start;
 shared pages not counted; bench/mine.py's RssSampler), with each process's own peak in
-`peak_rss_by_process_mb`; for the single-process
-baselines, the process's and its largest child's peak (ru_maxrss).
+`peak_rss_by_process_mb`; for the single-process baselines, the process's and its largest
+child's peak (ru_maxrss).
 
     .venv/bin/python bench/label_scale.py --pairs 1000000 --compare-pairs 100000 --baseline-pairs 100000
     .venv/bin/python bench/label_scale.py --pairs 10000 --model out/demo/distill/artifacts/model
