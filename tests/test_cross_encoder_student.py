@@ -21,7 +21,7 @@ from labeler.engines.cross_encoder_engine import META_FILE
 from labeler.engines.encoder_export import apply_calibration
 from labeler.rerank import rerank
 from labeler.students.calibration import fit_calibration
-from labeler.students.cross_encoder.data import build_groups, graded_points
+from labeler.students.cross_encoder.data import build_groups, graded_points, with_target
 from labeler.students.cross_encoder.losses import lce_loss
 from labeler.students.cross_encoder.training import train_cross_encoder
 from labeler.schema import JUDGMENTS
@@ -233,7 +233,8 @@ def test_pointwise_and_margin_modes_train_and_loss_falls(tiny_encoder, tmp_path,
     else:
         # Per query: every pair of its 4 documents with different grades (5 of 6: two are 0s),
         # each margin the difference of their expected grades; the record is of graded pairs.
-        rows = margin_rows(graded_points(train), seed=2)
+        cfg = _cfg(tiny_encoder, loss=loss).cross_encoder  # target: the teacher's expected grade
+        rows = margin_rows(with_target(graded_points(train), cfg, cosines_of=None), seed=2)
         assert stats["train_rows"] == rows.num_rows == 6 * 5
         assert stats["train_data"].num_rows == 24
         assert all(abs(m) > 1e-3 for m in rows.column("margin").to_pylist())
