@@ -119,7 +119,8 @@ def scan(source: PairsInput) -> InputScan:
     in every attempt. The first keeps a 32-bit hash per row (4 bytes: 4 MB for 1M pairs, sorted in
     place) and finds the hashes that repeat; the second compares the real keys of the rows with
     those hashes only, so a hash collision (about a hundred rows in 1M) is never taken for a
-    duplicate. The driver's peak memory then grows by about 8 bytes a pair, not 40."""
+    duplicate. (A probe of this pass alone, 1M pairs: 172-178 MB peak, 195 with 64-bit hashes and
+    an argsort; 155-160 at 100k.)"""
     import numpy as np
 
     def hashed(b: pa.Table) -> tuple[pa.Table, list, np.ndarray]:
