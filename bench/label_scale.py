@@ -50,6 +50,7 @@ import argparse
 import json
 import math
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -236,10 +237,18 @@ def scale_figures(small: dict, big: dict) -> dict:
     peak memory (Ray's and vLLM's processes and the driver; compilers that vLLM runs when its kernel
     cache is cold are left out)."""
     def roles(p):
-        return {k: v for k, v in p["peak_rss_by_role_mb"].items()
-                if (k == "driver" or k.startswith(("ray::", "VLLM::"))) and v >= 50}
+        out: dict = {}
+        for k, v in p["peak_rss_by_role_mb"].items():
+            if (k == "driver" or k.startswith(("ray::", "VLLM::"))) and v >= 50:
+                k = re.sub(r"\(\d+\)$", "", k)  # ReadPairs->SplitBlocks(2) and (3): the same read tasks
+                out[k] = max(out.get(k, 0.0), v)
+        return out
 
     rs, rb = roles(small), roles(big)
+    # A process seen only as it exited keeps the kernel's 15 characters of its name ("ray::_StatsActo").
+    full = set(rs) | set(rb)
+    whole = lambda k: next((f for f in sorted(full) if len(k) == 15 and f != k and f.startswith(k)), k)  # noqa: E731
+    rs, rb = ({whole(k): v for k, v in r.items()} for r in (rs, rb))
     rss = {k: round(rb[k] / rs[k], 3) for k in rs if k in rb}
     steady = (small["steady_pairs_per_s"], big["steady_pairs_per_s"])
     busy = [p["pairs"] / p["engine_busy_s"] if p.get("engine_busy_s") else None for p in (small, big)]
@@ -526,7 +535,9 @@ def main():
     if "ray_data_llm" in only:
         import shutil
         shutil.rmtree(work / "ray_data_llm", ignore_errors=True)
-        result["ray_data_llm"] = single("ray_data_llm", peer_env, model=model, prompts=prompts, limit=base_n,
+        # ray.data.llm runs vLLM in its EngineCore processes: the malloc the stage would give those.
+        rdl_env = engine_env(a.malloc, local_cpu=True, in_process=False, preload=os.environ.get("LD_PRELOAD", ""))
+        result["ray_data_llm"] = single("ray_data_llm", rdl_env, model=model, prompts=prompts, limit=base_n,
                                         out=work / "ray_data_llm", **step)
     if "hf_transformers" in only and a.hf_sample:
         result["hf_transformers"] = {**single("hf", model=model, prompts=prompts, limit=a.hf_sample), "sample": a.hf_sample}

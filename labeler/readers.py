@@ -290,10 +290,15 @@ def _datasource(files, fs, root, rows_per_block: int):
 
         def _read_stream(self, f, path):
             name = path[len(root):].lstrip("/") if path.startswith(root) else path
-            if file_format(path) == "jsonl":
-                yield from _jsonl_blocks(f, name, rows=rows_per_block)
-            else:
-                yield from _parquet_blocks(f, name, None, rows=rows_per_block)
+            try:
+                if file_format(path) == "jsonl":
+                    yield from _jsonl_blocks(f, name, rows=rows_per_block)
+                else:
+                    yield from _parquet_blocks(f, name, None, rows=rows_per_block)
+            finally:
+                # A read worker reads file after file: what one file's row group took goes back to
+                # the OS before the next, so its peak is one file's whatever the number of files.
+                pa.default_memory_pool().release_unused()
 
     return PairsDatasource(files, filesystem=fs)
 

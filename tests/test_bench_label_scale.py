@@ -61,3 +61,9 @@ def test_scale_figures_compare_like_processes():
     assert label_scale.scale_figures({**small, "steady_pairs_per_s": None}, big)["steady_ratio"] is None
     # compilers and processes under 50 MB are not compared
     assert s["peak_rss_ratio_by_role"] == {"driver": 1.1, "VLLM::Worker": 1.0} and s["peak_rss_ratio_max"] == 1.1
+    # Ray's read tasks named by their split factor, and a name seen only as its process exited
+    # (the kernel's 15 characters), are the same kinds of process in both runs
+    small = run(100, 10.0, 50.0, 2.0, {"ray::ReadPairs->SplitBlocks(2)": 100.0, "ray::_StatsActo": 100.0})
+    big = run(1000, 120.0, 45.0, 25.0, {"ray::ReadPairs->SplitBlocks(3)": 104.0, "ray::_StatsActor": 111.0})
+    assert label_scale.scale_figures(small, big)["peak_rss_ratio_by_role"] == {
+        "ray::ReadPairs->SplitBlocks": 1.04, "ray::_StatsActor": 1.11}
