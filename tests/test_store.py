@@ -62,3 +62,28 @@ def test_republish_replaces_older_output(tmp_path):
     assert store.is_done("synthesize", "new")
     assert store.table("synthesize").column("query_id").to_pylist() == ["x", "y"]
     assert not list(tmp_path.glob(".trash-*"))
+
+
+def test_export_gathers_small_parts_into_few_row_groups(tmp_path, monkeypatch):
+    """`labeler label`'s export: every row of every part once, in part order, with its qrels line;
+    parts gathered into row groups of about ROW_GROUP_BYTES (one per part grew the writer's
+    memory with the number of parts)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from labeler.cli import grade as cli_grade
+
+    parts = []
+    for i in range(40):
+        t = pa.table({"query_id": [f"q{i}"] * 50, "doc_id": [f"d{i}-{j}" for j in range(50)],
+                      "grade": pa.array([j % 4 for j in range(50)], pa.int64()), "status": ["ok"] * 50})
+        parts.append(str(tmp_path / f"part-{i:05d}.parquet"))
+        pq.write_table(t, parts[-1])
+    one = pq.read_table(parts[0]).nbytes
+    monkeypatch.setattr(cli_grade, "ROW_GROUP_BYTES", one * 10)
+    cli_grade._export(parts, tmp_path / "labels.parquet", tmp_path / "_labels.qrels")
+    out = pq.ParquetFile(tmp_path / "labels.parquet")
+    assert out.metadata.num_rows == 2000 and out.metadata.num_row_groups == 4
+    assert out.read().column("doc_id").to_pylist() == [f"d{i}-{j}" for i in range(40) for j in range(50)]
+    lines = (tmp_path / "_labels.qrels").read_text().splitlines()
+    assert len(lines) == 2000 and lines[0] == "q0 0 d0-0 0" and lines[-1] == "q39 0 d39-49 1"
