@@ -257,12 +257,14 @@ def _export(parts: list[str], dest: Path, qrels: Path) -> None:
     from ..qrels import write_qrels
 
     tmp, tmp_q, one = dest.with_name(f".{dest.name}.tmp"), qrels.with_name(f".{qrels.name}.tmp"), qrels.with_name(f".{qrels.name}.part")
-    writer, held = None, []
+    writer, held, size = None, [], 0
 
     def flush():
+        nonlocal size
         if held:  # concat_tables copies nothing: the row group is written from the parts' own buffers
             writer.write_table(pa.concat_tables(held))
             held.clear()
+        size = 0
 
     with open(tmp_q, "w", encoding="utf-8") as q:
         for p in parts:
@@ -270,7 +272,8 @@ def _export(parts: list[str], dest: Path, qrels: Path) -> None:
             if writer is None:
                 writer = pq.ParquetWriter(tmp, t.schema)
             held.append(t)
-            if sum(x.nbytes for x in held) >= ROW_GROUP_BYTES:
+            size += t.nbytes
+            if size >= ROW_GROUP_BYTES:
                 flush()
             write_qrels(t, one)
             q.write(one.read_text(encoding="utf-8"))
