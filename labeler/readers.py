@@ -35,12 +35,6 @@ ROWS_PER_BLOCK = 4096
 HASH_UP_TO = 1 << 30  # bytes: bigger files (and files at a URI) are fingerprinted by size and mtime
 
 
-def with_input_row(schema: pa.Schema) -> pa.Schema:
-    """A graded stage's schema plus where each row came from (the standalone export)."""
-    return schema if INPUT_ROW.name in schema.names else schema.append(INPUT_ROW)
-
-
-
 @dataclass
 class PairsInput:
     """Pairs files: a JSONL or Parquet file, or a folder of them, local or at a URI (pyarrow.fs)."""
@@ -149,16 +143,18 @@ class PairsInput:
         for p in self.files:
             yield from _file_blocks(self.fs, p, self.name(p), columns)
 
-    def dataset(self, rows_per_block: int = ROWS_PER_BLOCK):
+    def dataset(self, rows_per_block: int = ROWS_PER_BLOCK, concurrency: Optional[int] = None):
         """The same rows as a Ray Data dataset, read by parallel streaming tasks.
 
         Blocks of one engine batch: Ray Data merges a task's outputs into one block, so the read
         block size sets how many rows each written part (the unit of resumption) holds.
+        `concurrency`: at most this many read tasks at once (None: Ray Data's choice).
         """
         import ray
 
         # A read task's default of one CPU would wait forever beside an engine pool on 2 cores.
-        return ray.data.read_datasource(_datasource(self.files, self.fs, self.root, rows_per_block), num_cpus=0.25)
+        return ray.data.read_datasource(_datasource(self.files, self.fs, self.root, rows_per_block), num_cpus=0.25,
+                                        concurrency=concurrency)
 
 
 ROW = "__labeler_row"  # a dataset row's position, carried through Ray Data for its input_row
@@ -209,15 +205,16 @@ class DatasetPairs:
             yield _stream_table(t, [f"{self.split}[{i}]" for i in range(offset, offset + t.num_rows)])
             offset += t.num_rows
 
-    def dataset(self, rows_per_block: int = ROWS_PER_BLOCK):
-        """The rows as a Ray Data dataset (`ray.data.from_huggingface`), in the STREAM schema."""
+    def dataset(self, rows_per_block: int = ROWS_PER_BLOCK, concurrency: Optional[int] = None):
+        """The rows as a Ray Data dataset (`ray.data.from_huggingface`), in the STREAM schema;
+        `concurrency`: at most this many conversion tasks at once."""
         import numpy as np
         import ray
 
         ds = self.ds.add_column(ROW, np.arange(self.ds.num_rows, dtype=np.int64))
         return ray.data.from_huggingface(ds).map_batches(
             _dataset_block, fn_kwargs={"split": self.split}, batch_size=rows_per_block, batch_format="pyarrow",
-            num_cpus=0.25)
+            num_cpus=0.25, concurrency=concurrency)
 
 
 def _no_dataset_options():

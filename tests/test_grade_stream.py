@@ -274,3 +274,43 @@ def test_output_blocks_give_every_row_and_send_no_growing_iteration_stats(ray_lo
     assert sent == []
     list(ds.iter_batches(batch_format="pyarrow"))  # the check itself can fail: iter_batches does send
     assert sent
+
+
+def test_label_reads_with_at_most_one_task_per_engine_actor(tmp_path, tiny_model, ray_local, monkeypatch):
+    """Reading is ~100x faster than grading; left to Ray Data, a many-file run started three read
+    tasks at once, and a read worker's peak memory then exceeded any one file's alone. The stage
+    asks for one read task per engine actor, and a read so limited still gives every row once."""
+    from labeler.config import EngineConfig, GradeConfig
+    from labeler.readers import PairsInput
+    from labeler.schema import LABELS
+    from labeler.stages.grade_stream import grade, with_input_row
+    from labeler.stages.runner import output_blocks
+    from labeler.store import RunStore
+
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    for f in range(3):
+        pq.write_table(pa.table({"query_id": [f"q{f}"] * 500, "query": ["vpn setup"] * 500,
+                                 "doc_id": [f"d{i}" for i in range(500)], "text": ["some text"] * 500}),
+                       folder / f"p{f}.parquet")
+    src = PairsInput(str(folder))
+    rows = pa.concat_tables(output_blocks(src.dataset(rows_per_block=64, concurrency=1)))
+    assert rows.num_rows == 1500 and len(set(rows.column("input_row").to_pylist())) == 1500
+
+    asked = []
+
+    class Asked(Exception):
+        pass
+
+    def dataset(self, rows_per_block, concurrency=None):
+        asked.append(concurrency)
+        raise Asked  # what the stage asked for is all this test needs; no engine starts
+
+    monkeypatch.setattr(PairsInput, "dataset", dataset)
+    writer = RunStore(tmp_path / "out").writer("label", "fp", with_input_row(LABELS))
+    for actors in (1, 2):
+        engine = EngineConfig(model=tiny_model, max_model_len=512, batch_size=64, num_actors=actors,
+                              cpus_per_actor=0.5)
+        with pytest.raises(Asked):
+            grade(writer, src, engine, GradeConfig())
+    assert asked == [1, 2]
