@@ -314,3 +314,43 @@ def test_label_reads_with_at_most_one_task_per_engine_actor(tmp_path, tiny_model
         with pytest.raises(Asked):
             grade(writer, src, engine, GradeConfig())
     assert asked == [1, 2]
+
+
+def test_engine_worker_builds_and_calls_its_engine_on_one_thread(tmp_path, monkeypatch):
+    """Ray Data builds an actor's UDF in one thread and calls it from another; a torch model's
+    OpenMP teams belong to the thread that starts them, so the engine must be built and called
+    on one thread of its own (engines.base.EngineThread), whatever thread calls the worker."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from labeler import engines
+    from labeler.config import EngineConfig, GradeConfig
+    from labeler.engines.base import GradeResult
+    from labeler.readers import PairsInput
+    from labeler.stages.grade_stream import EngineWorker, PrepareWorker
+
+    seen = {}
+
+    class Engine:  # records the threads; stands in for vLLM, which this test is not about
+        model_id, model_version, watch = "m", "v", None
+
+        def __init__(self):
+            seen["built"] = threading.get_ident()
+
+        def is_dead(self, exc):
+            return False
+
+        def grade(self, ids, top_logprobs=20):
+            seen.setdefault("graded", set()).add(threading.get_ident())
+            return [GradeResult(probs=[0.1, 0.2, 0.3, 0.4], mass=1.0, prompt_tokens=3) for _ in ids]
+
+    monkeypatch.setattr(engines, "make_engine", lambda cfg, seed=0: Engine())
+    pq.write_table(pa.table({"query_id": ["q1", "q2"], "query": ["vpn", "mail"], "doc_id": ["a", "b"],
+                             "text": ["one", "two"]}), tmp_path / "p.parquet")
+    prep = PrepareWorker(EngineConfig(model="m", max_model_len=512), GradeConfig(), tokenize=False)
+    batch = prep(next(PairsInput(str(tmp_path / "p.parquet")).blocks()))
+    worker = EngineWorker(EngineConfig(model="m"), GradeConfig(), tokenized=True)
+    with ThreadPoolExecutor(2) as callers:  # two other threads call it, as Ray Data's would
+        outs = [callers.submit(worker, batch).result() for _ in range(2)]
+    assert [o.column("grade").to_pylist() for o in outs] == [[3, 3], [3, 3]]
+    assert seen["graded"] == {seen["built"]} and seen["built"] != threading.get_ident()

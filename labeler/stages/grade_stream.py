@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import EngineConfig, GradeConfig
-from ..engines.base import GradeResult, call_engine
+from ..engines.base import EngineThread, GradeResult, call_engine
 from ..grading import PromptEncoder, build_prompt
 from ..prompts import load_template
 from ..readers import INPUT_ROW, DatasetPairs, PairsInput, read_corpus, table_stream
@@ -182,7 +182,7 @@ class GradeWorker:
     def __init__(self, engine_cfg, grading: GradeConfig, seed: int = 0):
         from ..engines import make_engine
 
-        self.engine = make_engine(engine_cfg, seed)
+        self.engine = self.thread.run(make_engine, engine_cfg, seed)
         self.grading = grading
         self.template = load_template(grading.prompt)
 
@@ -321,11 +321,12 @@ class EngineWorker:
     def __init__(self, engine_cfg: EngineConfig, grading: GradeConfig, seed: int = 0, tokenized: bool = True,
                  keep_text: bool = False):
         self.grading, self.tokenized, self.keep_text = grading, tokenized, keep_text
+        self.thread = EngineThread()  # the engine is built and called on one thread
         if tokenized:
             from ..engines import make_engine
-            self.engine = make_engine(engine_cfg, seed)
+            self.engine = self.thread.run(make_engine, engine_cfg, seed)
         else:
-            self.inner = GradeWorker(engine_cfg, grading, seed)
+            self.inner = self.thread.run(GradeWorker, engine_cfg, grading, seed)
             self.engine = self.inner.engine
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -338,13 +339,15 @@ class EngineWorker:
         if todo.num_rows:
             if self.tokenized:
                 ids = todo.column("prompt_token_ids").to_pylist()
-                results = call_engine(self.engine, self.engine.grade, ids, top_logprobs=self.grading.top_logprobs)
+                results = self.thread.run(call_engine, self.engine, self.engine.grade, ids,
+                                          top_logprobs=self.grading.top_logprobs)
                 cols = label_columns(results, todo.column("truncated").to_pylist(), self.engine.model_id,
                                      self.engine.model_version)
                 cols["_key"] = todo.column("_key")
                 parts.append(append_label_columns(todo.drop_columns(["_reason", "_detail", "truncated", "_key"]), cols))
             else:
-                out = self.inner(todo.drop_columns(["_reason", "_detail", "_key", "truncated", "prompt_token_ids"]))
+                out = self.thread.run(self.inner, todo.drop_columns(["_reason", "_detail", "_key", "truncated",
+                                                                      "prompt_token_ids"]))
                 parts.append(out.append_column("prompt_token_ids", pa.nulls(out.num_rows, pa.list_(pa.int32()))))
         if failed.num_rows:
             m = failed.num_rows

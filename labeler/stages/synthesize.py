@@ -25,7 +25,7 @@ import pyarrow as pa
 import yaml
 
 from ..config import EngineConfig, SynthesizeConfig
-from ..engines.base import call_engine
+from ..engines.base import EngineThread, call_engine
 from ..prompts import _read, doc_fields, load_query_kinds, load_template, truncate_tokens
 from ..schema import QUERIES
 from .base import Stage
@@ -208,7 +208,8 @@ class SynthWorker:
 
         self.cfg = cfg
         self.seed = seed
-        self.engine = make_engine(cfg.engine, seed)
+        self.thread = EngineThread()  # the engine is built and called on one thread
+        self.engine = self.thread.run(make_engine, cfg.engine, seed)
         self.template = load_template(cfg.prompt)
         self.kinds = load_query_kinds()
         self.few_shot = {}
@@ -229,8 +230,8 @@ class SynthWorker:
             prompts.append(self.engine.prompt(self.template.messages(**fields), self.template.assistant_prefix))
         # A per-request seed keeps a rerun's queries identical to the first run's.
         seeds = [(self.seed * 1_000_003 + zlib.crc32(r["query_id"].encode())) % (2**31) for r in rows]
-        outs = call_engine(self.engine, self.engine.generate, prompts, max_tokens=self.cfg.max_new_tokens,
-                           temperature=self.cfg.temperature, seeds=seeds)
+        outs = self.thread.run(call_engine, self.engine, self.engine.generate, prompts,
+                               max_tokens=self.cfg.max_new_tokens, temperature=self.cfg.temperature, seeds=seeds)
         cols = {k: [] for k in ("query", "model", "prompt_tokens", "completion_tokens",
                                 "_key", "_status", "_reason", "_detail", "_raw")}
         for r, o in zip(rows, outs):
