@@ -182,7 +182,7 @@ class GradeWorker:
     def __init__(self, engine_cfg, grading: GradeConfig, seed: int = 0):
         from ..engines import make_engine
 
-        self.engine = self.thread.run(make_engine, engine_cfg, seed)
+        self.engine = make_engine(engine_cfg, seed)
         self.grading = grading
         self.template = load_template(grading.prompt)
 
