@@ -81,6 +81,8 @@ MODEL_KW = dict(max_model_len=512, max_num_seqs=256, batch_size=1024)
 # the CPU has native bf16, so figures from AVX2 and AVX-512 machines compare like with like.
 DTYPE = resolve_dtype("auto", what="bench")
 MAX_DOC_TOKENS = 128
+# What --only can name.
+PARTS = frozenset({"pipeline", "vllm_direct", "ray_data_llm", "hf_transformers", "teacher", "teacher_pipeline"})
 # The teacher in the stage as configs/medquad.yaml runs it (`--only ...,teacher_pipeline`).
 TEACHER_KW = dict(max_model_len=1024, max_num_seqs=32, batch_size=16, cpu_threads="all")
 
@@ -468,6 +470,9 @@ def main():
         return
 
     only = set(a.only.split(","))
+    if only - PARTS:  # a misspelt part would silently be left out of the comparison
+        ap.error(f"--only: unknown {sorted(only - PARTS)}; the parts are {sorted(PARTS)} "
+                 f"(vllm_direct runs both direct-vLLM peers, fed text and fed token ids)")
     work = Path(a.work) / f"n{a.pairs}"
     work.mkdir(parents=True, exist_ok=True)
     model = bench_model(a)
