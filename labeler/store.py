@@ -43,24 +43,21 @@ def read_parts(folder: Path, columns: Optional[list[str]] = None) -> Optional[pa
     return pa.concat_tables([pq.read_table(f, columns=columns) for f in files], promote_options="default")
 
 
-def _count_parts(folder: Path, column: Optional[str], tally: bool = False):
-    """(rows, extra) over the parts in `folder`, one part at a time. extra: with `tally`, how many
-    rows hold each value of `column`; else the rows whose `column` is not "ok" (0 without one)."""
+def _count_parts(folder: Path, column: Optional[str] = None) -> tuple[int, dict]:
+    """(rows, how many rows hold each value of `column`, most first) over the parts in `folder`,
+    one part at a time; without a column only the rows are counted (from the footers)."""
     import pyarrow.compute as pc
 
-    rows, counts, not_ok = 0, {}, 0
+    rows, counts = 0, {}
     for f in sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []:
         if column is None:
             rows += pq.ParquetFile(f).metadata.num_rows
             continue
         col = pq.read_table(f, columns=[column]).column(column)
         rows += len(col)
-        if tally:
-            for v in pc.value_counts(col).to_pylist():
-                counts[v["values"]] = counts.get(v["values"], 0) + v["counts"]
-        else:
-            not_ok += len(col) - int(pc.sum(pc.equal(col, "ok")).as_py() or 0)
-    return rows, (dict(sorted(counts.items(), key=lambda kv: -kv[1])) if tally else not_ok)
+        for v in pc.value_counts(col).to_pylist():
+            counts[v["values"]] = counts.get(v["values"], 0) + v["counts"]
+    return rows, dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 @dataclass
@@ -139,8 +136,9 @@ class StageWriter:
         """Reconcile counts, write the manifest and make the output visible in one rename."""
         # Counted a part at a time, not a whole column of the run at once (1M statuses: ~7 MB).
         graded = "status" in self.schema.names
-        rows_out, not_ok = _count_parts(self.work / "data", "status" if graded else None)
-        rows_rej, reasons = _count_parts(self.work / "rejected", "reason", tally=True)
+        rows_out, statuses = _count_parts(self.work / "data", "status" if graded else None)
+        rows_rej, reasons = _count_parts(self.work / "rejected", "reason")
+        not_ok = rows_out - statuses.get("ok", 0)
         if graded and any((self.work / "data").glob("part-*.parquet")):
             # Graded stages keep failed rows in data/ too: out counts the graded ones.
             if not_ok != rows_rej:
