@@ -290,7 +290,7 @@ def _datasource(files, fs, root, rows_per_block: int):
             # glibc's malloc for this read's Arrow buffers, not Arrow's default mimalloc: a block is
             # made in this thread and freed in Ray's after it is in the object store, and mimalloc
             # kept those pages (a worker grew 110 -> 152-165 MB over each 100k-row file, with 14 MB
-            # of live buffers; with glibc's, 106 -> 125-128).
+            # of live buffers; so set, it peaks at 136-138 MB on every one of ten files).
             before = pa.default_memory_pool()
             pa.set_memory_pool(pa.system_memory_pool())
             try:
