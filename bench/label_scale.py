@@ -25,7 +25,9 @@ vLLM actors) against, on the same prompts, in the same run:
 
 The pipeline's `wall_s` is the whole command (Ray start, engine start, the keys pre-pass, the
 export); `steady_pairs_per_s` is the engines' own count of pairs graded over the middle 80% of
-the run (the label manifest's `engine`), with `engine_busy_s` the seconds they spent grading. `peak_rss_mb`
+the run (the label manifest's `engine`), with `engine_busy_s` the seconds they spent grading, and
+`engine_by_tenth` per tenth of the pairs the run's rate and the engines' rate while busy (the first
+falling alone: the engines waited for input; both: the engines or the machine slowed). `peak_rss_mb`
 is, for the pipeline, the peak sum over the driver (the `labeler label` process, one per size)
 and every process under it (Ray's daemons, its busy workers and the vLLM processes they start;
 shared pages not counted; bench/mine.py's RssSampler), with each process's own peak in
@@ -227,6 +229,7 @@ def run_pipeline(model: str, pairs: Path, work: Path, n: int, engine_kw: dict = 
         raise RuntimeError(f"pipeline accounted for {m['rows_out']} + {m['rows_rejected']} of {n} pairs")
     return {"pairs": n, "wall_s": round(wall, 2), "pairs_per_s": round(n / wall, 1),
             "steady_pairs_per_s": steady, "engine_busy_s": m.get("engine", {}).get("engine_busy_s"), "stage_wall_s": m["wall_s"],
+            "engine_by_tenth": m.get("engine", {}).get("by_tenth"),  # did the run slow, and was it the engine
             "rows_out": m["rows_out"], "rows_rejected": m["rows_rejected"], "parts": len(parts),
             "peak_rss_mb": round(rss.peak / 2**20, 1),
             "rss_at_peak_mb": rss.per_process(rss.at_peak), "peak_rss_by_process_mb": rss.per_process(rss.by_process),

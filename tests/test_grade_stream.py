@@ -248,6 +248,32 @@ def test_engine_counters_steady_rate_leaves_out_start_and_stragglers():
     assert EngineCounters().summary()["steady_pairs_per_s"] is None
 
 
+def test_engine_counters_tell_a_starved_engine_from_a_slower_one():
+    """Per tenth of the pairs: the run's rate and the engines' busy rate. In the second half the
+    engine waits 1 s for each batch (starved: run rate halves, busy rate holds); in a second run
+    each batch takes it 2 s (slower: both halve)."""
+    import pyarrow as pa
+
+    from labeler.stages.runner import ENGINE_N, ENGINE_S, ENGINE_T, EngineCounters
+
+    def tenths(step_of):
+        c, t = EngineCounters(), 0.0
+        for i in range(200):
+            step, busy = step_of(i)
+            t += step
+            c.add(pa.table({ENGINE_T: [t], ENGINE_N: pa.array([10], pa.int32()), ENGINE_S: [busy]}))
+        return c.summary()["by_tenth"]
+
+    starved = tenths(lambda i: (1.0, 1.0) if i < 100 else (2.0, 1.0))
+    slower = tenths(lambda i: (1.0, 1.0) if i < 100 else (2.0, 2.0))
+    for by in (starved, slower):
+        assert len(by["pairs_per_s"]) == len(by["busy_pairs_per_s"]) == 10
+        assert all(abs(r - 10) < 0.6 for r in by["pairs_per_s"][1:5])
+        assert all(abs(r - 5) < 0.3 for r in by["pairs_per_s"][6:])
+    assert all(abs(r - 10) < 0.6 for r in starved["busy_pairs_per_s"])
+    assert all(abs(r - 5) < 0.3 for r in slower["busy_pairs_per_s"][6:])
+
+
 def test_output_blocks_give_every_row_and_send_no_growing_iteration_stats(ray_local, monkeypatch):
     """The stage reads its results block by block (runner.output_blocks): every row once, as Arrow,
     and without Ray Data's batch iterator, which sends the whole DatasetStats (one entry per block

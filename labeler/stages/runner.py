@@ -35,16 +35,19 @@ class EngineCounters:
     def __init__(self):
         self.t: list[float] = []
         self.n: list[int] = []
+        self.s: list[float] = []
         self.busy_s = 0.0
 
     def add(self, batch: pa.Table) -> None:
         if ENGINE_T not in batch.column_names or not batch.num_rows:
             return
         n = pc.sum(batch.column(ENGINE_N)).as_py() or 0
+        s = pc.sum(batch.column(ENGINE_S)).as_py() or 0.0
         if n:
             self.t.append(pc.max(batch.column(ENGINE_T)).as_py())
             self.n.append(n)
-        self.busy_s += pc.sum(batch.column(ENGINE_S)).as_py() or 0.0
+            self.s.append(s)
+        self.busy_s += s
 
     def summary(self, lo: float = 0.1, hi: float = 0.9) -> dict:
         import numpy as np
@@ -58,6 +61,20 @@ class EngineCounters:
         a, b = np.searchsorted(cum, lo * graded), np.searchsorted(cum, hi * graded)
         if b > a and t[b] > t[a]:
             out["steady_pairs_per_s"] = round(float(cum[b] - cum[a]) / float(t[b] - t[a]), 2)
+        # Whether a run slowed as it went, and why: per tenth of the pairs, the rate the run
+        # delivered (pairs over the time the tenth spanned) and the engines' own rate (pairs over
+        # their busy seconds summed over actors: one actor's rate). The first falling while the
+        # second holds means the engines waited for input; both falling, the engines (or the
+        # machine) got slower.
+        busy = np.cumsum(np.asarray(self.s)[order])
+        edges = np.searchsorted(cum, np.linspace(0, graded, 11)[1:-1])
+        bounds = [0, *edges.tolist(), len(t) - 1]
+        run, eng = [], []
+        for i, j in zip(bounds, bounds[1:]):
+            dt, db = float(t[j] - t[i]), float(busy[j] - busy[i])
+            run.append(round(float(cum[j] - cum[i]) / dt, 2) if j > i and dt > 0 else None)
+            eng.append(round(float(cum[j] - cum[i]) / db, 2) if j > i and db > 0 else None)
+        out["by_tenth"] = {"pairs_per_s": run, "busy_pairs_per_s": eng}
         return out
 
 
