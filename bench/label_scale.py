@@ -234,6 +234,7 @@ def run_pipeline(model: str, pairs: Path, work: Path, n: int, engine_kw: dict = 
             "peak_rss_mb": round(rss.peak / 2**20, 1),
             "rss_at_peak_mb": rss.per_process(rss.at_peak), "peak_rss_by_process_mb": rss.per_process(rss.by_process),
             "peak_rss_by_role_mb": rss.by_role(rss.by_process),
+            "peak_rss_by_tenth_mb": rss.by_tenth(),  # when each kind of process peaked
             "command": "labeler " + " ".join(cmd)}
 
 
@@ -249,6 +250,14 @@ def scale_figures(small: dict, big: dict) -> dict:
                 out[k] = max(out.get(k, 0.0), v)
         return out
 
+    # Within the large run: each kind's largest sample in its second half over its first, so that
+    # a peak that grows with the pairs is told from one that differs between runs.
+    within: dict = {}
+    for k, tenths in (big.get("peak_rss_by_tenth_mb") or {}).items():
+        early, late = [v for v in tenths[:5] if v], [v for v in tenths[5:] if v]
+        if (k == "driver" or k.startswith(("ray::", "VLLM::"))) and early and late:
+            within[re.sub(r"\(\d+\)$", "", k)] = round(max(late) / max(early), 3)
+
     rs, rb = roles(small), roles(big)
     # A process seen only as it exited keeps the kernel's 15 characters of its name ("ray::_StatsActo").
     full = set(rs) | set(rb)
@@ -261,7 +270,8 @@ def scale_figures(small: dict, big: dict) -> dict:
             "steady_ratio": round(steady[1] / steady[0], 3) if all(steady) else None,
             "busy_rate_ratio": round(busy[1] / busy[0], 3) if all(busy) else None,
             "wall_per_pair_ratio": round((big["wall_s"] / big["pairs"]) / (small["wall_s"] / small["pairs"]), 3),
-            "peak_rss_ratio_by_role": rss, "peak_rss_ratio_max": max(rss.values()) if rss else None}
+            "peak_rss_ratio_by_role": rss, "peak_rss_ratio_max": max(rss.values()) if rss else None,
+            "rss_late_over_early_by_role": within}
 
 
 # -- baselines, each in a fresh process -------------------------------------------------------

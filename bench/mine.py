@@ -111,8 +111,9 @@ class RssSampler:
     keeps each process's own peak, so what grows with the input can be named.
     """
 
-    def __init__(self, everything: bool = False, root: Optional[int] = None):
-        """`root`: the driver's pid when it is not this process (a command the benchmark started)."""
+    def __init__(self, everything: bool = False, root: Optional[int] = None, step_s: float = 1.0):
+        """`root`: the driver's pid when it is not this process (a command the benchmark started);
+        `step_s`: the time series' resolution."""
         import psutil
 
         self.psutil, self.peak, self._stop, self.everything = psutil, 0, threading.Event(), everything
@@ -120,6 +121,10 @@ class RssSampler:
         self.by_process: dict[int, int] = {}   # pid -> that process's own peak
         self.at_peak: dict[int, int] = {}      # pid -> what it held when the sum peaked
         self.names: dict[int, str] = {}        # pid -> its latest name (vLLM's start as "python")
+        # pid -> {step of the run: that process's largest sample in it}: when a process peaked,
+        # so that a peak that grows with the run is told from one reached at start.
+        self.series: dict[int, dict[int, int]] = {}
+        self.t0, self.step_s = time.monotonic(), step_s
         self.t = threading.Thread(target=self._run, daemon=True)
 
     @staticmethod
@@ -159,8 +164,11 @@ class RssSampler:
             total = sum(now.values())
             if total > self.peak:
                 self.peak, self.at_peak = total, now
+            step = int((time.monotonic() - self.t0) / self.step_s)
             for pid, v in now.items():
                 self.by_process[pid] = max(self.by_process.get(pid, 0), v)
+                at = self.series.setdefault(pid, {})
+                at[step] = max(at.get(step, 0), v)
             self._stop.wait(0.2)
 
     def per_process(self, table: dict, min_bytes: int = 50 << 20) -> dict:
@@ -180,7 +188,23 @@ class RssSampler:
             out[role] = max(out.get(role, 0.0), round(v / 2**20, 1))
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
+    def by_tenth(self, min_bytes: int = 50 << 20) -> dict:
+        """MB per kind of process (as `by_role`) per tenth of the sampled time: its largest sample
+        in each tenth (None where none of its kind ran), for kinds that reached `min_bytes`."""
+        end = 1 + max((s for at in self.series.values() for s in at), default=0)
+        out: dict = {}
+        for pid, at in self.series.items():
+            role = self.names.get(pid, "?")
+            if self.by_process.get(pid, 0) < min_bytes:
+                continue
+            row = out.setdefault(role, [None] * 10)
+            for step, v in at.items():
+                i = min(9, step * 10 // end)
+                row[i] = max(row[i] or 0.0, round(v / 2**20, 1))
+        return out
+
     def __enter__(self):
+        self.t0 = time.monotonic()
         self.t.start()
         return self
 

@@ -67,3 +67,39 @@ def test_scale_figures_compare_like_processes():
     big = run(1000, 120.0, 45.0, 25.0, {"ray::ReadPairs->SplitBlocks(3)": 104.0, "ray::_StatsActor": 111.0})
     assert label_scale.scale_figures(small, big)["peak_rss_ratio_by_role"] == {
         "ray::ReadPairs->SplitBlocks": 1.04, "ray::_StatsActor": 1.11}
+
+
+def test_scale_figures_tell_growth_within_the_large_run():
+    import label_scale
+
+    def run(pairs, tenths):
+        return {"pairs": pairs, "wall_s": 1.0, "steady_pairs_per_s": 1.0, "engine_busy_s": 1.0,
+                "peak_rss_by_role_mb": {k: max(v for v in t if v) for k, t in tenths.items()},
+                "peak_rss_by_tenth_mb": tenths}
+
+    small = run(100, {"driver": [100.0] * 10})
+    # the driver peaked at start and stayed below it; the engine rose through the run; a read
+    # task seen only in the second half has nothing to compare with
+    big = run(1000, {"driver": [110.0, 100.0, 100.0, 100.0, 100.0, 101.0, 100.0, 100.0, 100.0, 100.0],
+                     "ray::MapWorker(Engine)": [100.0, 101.0, 102.0, 103.0, 104.0, 106.0, 107.0, 108.0, 109.0, 110.0],
+                     "ray::Read(2)": [None] * 5 + [50.0] * 5})
+    within = label_scale.scale_figures(small, big)["rss_late_over_early_by_role"]
+    assert within == {"driver": 0.918, "ray::MapWorker(Engine)": 1.058}
+
+
+def test_rss_sampler_says_when_a_process_peaked():
+    import subprocess
+    import sys as _sys
+
+    from mine import RssSampler
+
+    # holds ~20 MB for 1.5 s, then ~220 MB until it exits
+    code = ("import time; a = bytearray(20 << 20); time.sleep(1.5); "
+            "b = bytearray(200 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)")
+    p = subprocess.Popen([_sys.executable, "-c", code])
+    with RssSampler(everything=True, root=p.pid, step_s=0.1) as rss:
+        p.wait()
+    driver = rss.by_tenth()["driver"]
+    assert len(driver) == 10
+    early, late = max(v for v in driver[:3] if v), max(v for v in driver[-3:] if v)
+    assert early < 100 < late
