@@ -1,4 +1,5 @@
-"""Which malloc a local engine's processes run with, and why it is jemalloc for vLLM in one process.
+"""Which malloc labeler's processes run with: jemalloc for a vLLM engine in one process, and
+Arrow's buffers from malloc in every process (below).
 
 A vLLM step on a CPU allocates vocabulary-wide tensors (logits and log-probabilities: rows x
 vocabulary x 4 bytes, 8-32 MB for a 49k vocabulary) whose size changes with every step's number of
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -45,6 +47,34 @@ def jemalloc_path() -> Optional[str]:
         return None
     lib = Path(spec.origin).parent / "core" / "libjemalloc.so"
     return str(lib) if lib.is_file() else None
+
+
+# Arrow's buffers from the process's malloc (glibc's, or jemalloc where preloaded), not from the
+# mimalloc Arrow bundles as its default. Ray frees a block in another thread than the one that made
+# it (a read task's, once in the object store), and mimalloc kept those pages: a read worker grew
+# 110 -> 152-165 MB over each 100k-row file with 14 MB of buffers live. In the driver, the keys
+# pre-pass left it holding 5-6 MB more after 1M pairs than after 100k (with malloc, the same), and
+# its peak, as it exports the labels at the end, varied from run to run (176 and 197 MB in two
+# 100k runs). Through the label stage, 100k pairs, two runs each way: the driver's peak 176-197 ->
+# 138 MB, the prepare actor 464 -> 446, the engine actor 1,881-1,912 -> 1,853-1,876, a read worker
+# 138 -> 123-125, at the same rate (1,051 and 1,070 pairs/s against 1,063 and 1,117). Set for
+# Ray's workers by `arrow_pool_env` (raycluster.init_ray), for the `labeler` command's own
+# process by `use_malloc_for_arrow`.
+ARROW_POOL = "system"
+
+
+def arrow_pool_env() -> dict[str, str]:
+    """The worker environment that gives Arrow `ARROW_POOL` (a pool the user set is kept)."""
+    return {"ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL", ARROW_POOL)}
+
+
+def use_malloc_for_arrow() -> None:
+    """This process's Arrow buffers from malloc from now on, unless the user chose a pool (pyarrow
+    reads its variable once, at import: the command's process sets its pool here instead)."""
+    import pyarrow as pa
+
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL", ARROW_POOL) == "system":
+        pa.set_memory_pool(pa.system_memory_pool())
 
 
 def engine_env(choice: str, *, local_cpu: bool, in_process: bool = False, preload: str = "") -> dict[str, str]:

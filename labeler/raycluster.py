@@ -10,7 +10,7 @@ import math
 import os
 from typing import Optional
 
-from .allocator import engine_env
+from .allocator import arrow_pool_env, engine_env
 from .config import EngineConfig, RayConfig
 from .hardware import thread_count
 
@@ -26,7 +26,7 @@ def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Inside a submitted job the job's runtime_env is already set; ours adds to it, not conflicts.
     os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
-    env = {"TOKENIZERS_PARALLELISM": "false", **cfg.env}
+    env = {"TOKENIZERS_PARALLELISM": "false", **arrow_pool_env(), **cfg.env}
     for k in ("LABELER_CACHE", "LABELER_NO_BF16", "HF_HUB_OFFLINE", "VLLM_CPU_KVCACHE_SPACE"):
         if k in os.environ:
             env.setdefault(k, os.environ[k])

@@ -287,21 +287,15 @@ def _datasource(files, fs, root, rows_per_block: int):
 
         def _read_stream(self, f, path):
             name = path[len(root):].lstrip("/") if path.startswith(root) else path
-            # glibc's malloc for this read's Arrow buffers, not Arrow's default mimalloc: a block is
-            # made in this thread and freed in Ray's after it is in the object store, and mimalloc
-            # kept those pages (a worker grew 110 -> 152-165 MB over each 100k-row file, with 14 MB
-            # of live buffers; so set, it peaks at 136-138 MB on every one of ten files).
-            before = pa.default_memory_pool()
-            pa.set_memory_pool(pa.system_memory_pool())
+            # Arrow's buffers come from malloc in Ray's workers (labeler.allocator.ARROW_POOL).
             try:
                 if file_format(path) == "jsonl":
                     yield from _jsonl_blocks(f, name, rows=rows_per_block)
                 else:
                     yield from _parquet_blocks(f, name, None, rows=rows_per_block)
             finally:
-                pa.set_memory_pool(before)
                 # A read worker reads file after file: what one file took goes back to the OS.
-                pa.system_memory_pool().release_unused()
+                pa.default_memory_pool().release_unused()
 
     return PairsDatasource(files, filesystem=fs)
 

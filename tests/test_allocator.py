@@ -1,6 +1,7 @@
 """vLLM engines in one process on a CPU run with jemalloc, decay off (labeler.allocator): glibc's
 heap grew ~25% over a run with vLLM's step-sized vocabulary tensors. The choice reaches the actor
-through its runtime_env; vLLM's EngineCore and Worker processes keep glibc unless asked."""
+through its runtime_env; vLLM's EngineCore and Worker processes keep glibc unless asked. Arrow
+takes its buffers from malloc in every process labeler starts."""
 from __future__ import annotations
 
 import pytest
@@ -58,13 +59,17 @@ def test_the_engine_pool_actor_runs_with_jemalloc(ray_local):
     class Probe:
         def maps(self):
             import os
-            with open("/proc/self/maps") as f:
-                return [ln.split()[-1] for ln in f if "jemalloc" in ln], os.environ.get("MALLOC_CONF")
 
-    libs, conf = ray.get(Probe.options(runtime_env=pool["runtime_env"]).remote().maps.remote())
+            import pyarrow as pa
+            with open("/proc/self/maps") as f:
+                return ([ln.split()[-1] for ln in f if "jemalloc" in ln], os.environ.get("MALLOC_CONF"),
+                        pa.default_memory_pool().backend_name)
+
+    libs, conf, arrow = ray.get(Probe.options(runtime_env=pool["runtime_env"]).remote().maps.remote())
     assert allocator.jemalloc_path() in libs and conf == allocator.JEMALLOC_CONF_ONE_PROCESS
-    libs, _ = ray.get(Probe.remote().maps.remote())
-    assert not libs  # other workers keep glibc
+    assert arrow == "system"  # the actor's own runtime_env adds to the job's, where Arrow's pool is set
+    libs, _, arrow = ray.get(Probe.remote().maps.remote())
+    assert not libs and arrow == "system"  # other workers keep glibc, and take Arrow's buffers from it
 
 
 def test_an_engine_in_one_process_gets_its_cpu_threads_as_the_actor_starts(ray_local):
@@ -87,3 +92,25 @@ def test_an_engine_in_one_process_gets_its_cpu_threads_as_the_actor_starts(ray_l
 
     assert ray.get(Probe.options(runtime_env=pool["runtime_env"]).remote().threads.remote()) == 2
     assert ray.get(Probe.remote().threads.remote()) == 1
+
+
+def test_the_command_takes_arrow_buffers_from_malloc_unless_the_user_chose_a_pool(monkeypatch):
+    """Arrow's bundled mimalloc kept the pages of blocks one thread made and another freed (the
+    driver's pre-pass, Ray's workers): `labeler` sets its own process's pool to malloc, as
+    init_ray sets its workers'; a pool the user named in ARROW_DEFAULT_MEMORY_POOL stays."""
+    import pyarrow as pa
+
+    before = pa.default_memory_pool()
+    try:
+        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+        pa.set_memory_pool(pa.mimalloc_memory_pool())
+        assert allocator.arrow_pool_env() == {"ARROW_DEFAULT_MEMORY_POOL": "system"}
+        allocator.use_malloc_for_arrow()
+        assert pa.default_memory_pool().backend_name == "system"
+        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+        pa.set_memory_pool(pa.mimalloc_memory_pool())
+        allocator.use_malloc_for_arrow()
+        assert pa.default_memory_pool().backend_name == "mimalloc"
+        assert allocator.arrow_pool_env() == {"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}
+    finally:
+        pa.set_memory_pool(before)

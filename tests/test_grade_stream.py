@@ -342,31 +342,6 @@ def test_label_reads_with_at_most_one_task_per_engine_actor(tmp_path, tiny_model
     assert asked == [1, 2]
 
 
-def test_a_read_takes_its_arrow_buffers_from_glibc_malloc(tmp_path):
-    """Arrow's default mimalloc kept the pages of blocks a read worker made and Ray freed in
-    another thread: the worker grew ~50 MB over each 100k-row file with 14 MB live. A read uses
-    the system pool for its file, and gives the process its default pool back after."""
-    from labeler.readers import PairsInput, _datasource
-
-    default = pa.default_memory_pool()
-    if default.backend_name == "system":
-        pytest.skip("this process's Arrow pool is already the system one")
-    pq.write_table(pa.table({"query_id": ["q"] * 3000, "query": ["vpn setup"] * 3000,
-                             "doc_id": [f"d{i}" for i in range(3000)],
-                             "text": [f"some text {i}" * 20 for i in range(3000)]}), tmp_path / "p.parquet")
-    src = PairsInput(str(tmp_path / "p.parquet"))
-    path = src.files[0]
-    system = pa.system_memory_pool()
-    before = system.total_bytes_allocated(), default.total_bytes_allocated()
-    with src.fs.open_input_file(path) as f:
-        blocks = list(_datasource(src.files, src.fs, src.root, 256)._read_stream(f, path))
-    assert sum(b.num_rows for b in blocks) == 3000
-    to_system = system.total_bytes_allocated() - before[0]
-    to_default = default.total_bytes_allocated() - before[1]  # the file's bytes, read by `src.fs`
-    assert to_system > 3000 * 200 and to_system > 2 * to_default, (to_system, to_default)
-    assert pa.default_memory_pool().backend_name == default.backend_name
-
-
 def test_engine_worker_builds_and_calls_its_engine_on_one_thread(tmp_path, monkeypatch):
     """Ray Data builds an actor's UDF in one thread and calls it from another; a torch model's
     OpenMP teams belong to the thread that starts them, so the engine must be built and called

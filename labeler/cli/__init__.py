@@ -100,8 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         return _main(list(argv))
     import os
 
+    from ..allocator import use_malloc_for_arrow
     from ..reaper import OwnedProcesses
 
+    use_malloc_for_arrow()  # the command's process, as its Ray workers (labeler.allocator)
     try:
         with OwnedProcesses():
             rc = _main(sys.argv[1:])
