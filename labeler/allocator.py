@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -69,11 +70,14 @@ def arrow_pool_env() -> dict[str, str]:
 
 
 def use_malloc_for_arrow() -> None:
-    """This process's Arrow buffers from malloc from now on, unless the user chose a pool (pyarrow
-    reads its variable once, at import: the command's process sets its pool here instead)."""
-    import pyarrow as pa
+    """This process's Arrow buffers from malloc, unless the user chose a pool. Arrow reads the
+    variable once, as pyarrow loads, so the command calls this before importing it; where pyarrow
+    is already loaded, only pyarrow's own default pool can still change (Arrow's C++ reads and
+    writes keep mimalloc: the driver's peak was then 159-178 MB against 138)."""
+    os.environ.update(arrow_pool_env())
+    if "pyarrow" in sys.modules and os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "system":
+        import pyarrow as pa
 
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL", ARROW_POOL) == "system":
         pa.set_memory_pool(pa.system_memory_pool())
 
 

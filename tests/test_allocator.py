@@ -94,23 +94,31 @@ def test_an_engine_in_one_process_gets_its_cpu_threads_as_the_actor_starts(ray_l
     assert ray.get(Probe.remote().threads.remote()) == 1
 
 
-def test_the_command_takes_arrow_buffers_from_malloc_unless_the_user_chose_a_pool(monkeypatch):
+def test_the_command_takes_arrow_buffers_from_malloc_unless_the_user_chose_a_pool():
     """Arrow's bundled mimalloc kept the pages of blocks one thread made and another freed (the
-    driver's pre-pass, Ray's workers): `labeler` sets its own process's pool to malloc, as
-    init_ray sets its workers'; a pool the user named in ARROW_DEFAULT_MEMORY_POOL stays."""
-    import pyarrow as pa
+    driver's pre-pass and export, Ray's workers). Arrow reads its pool's variable once, as pyarrow
+    loads, so `labeler` must set it before anything imports pyarrow; a pool the user named stays."""
+    import os
+    import subprocess
+    import sys
 
-    before = pa.default_memory_pool()
-    try:
-        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
-        pa.set_memory_pool(pa.mimalloc_memory_pool())
-        assert allocator.arrow_pool_env() == {"ARROW_DEFAULT_MEMORY_POOL": "system"}
-        allocator.use_malloc_for_arrow()
-        assert pa.default_memory_pool().backend_name == "system"
-        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
-        pa.set_memory_pool(pa.mimalloc_memory_pool())
-        allocator.use_malloc_for_arrow()
-        assert pa.default_memory_pool().backend_name == "mimalloc"
-        assert allocator.arrow_pool_env() == {"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}
-    finally:
-        pa.set_memory_pool(before)
+    # the real `main`, with the command itself replaced by a report of the pool it runs with
+    code = ("import sys, labeler.cli as c\n"
+            "assert 'pyarrow' not in sys.modules, 'loading the command loaded Arrow'\n"
+            "def report(argv):\n"
+            "    import pyarrow as pa\n"
+            "    print(pa.default_memory_pool().backend_name, flush=True)\n"
+            "    return 0\n"
+            "c._main = report\n"
+            "sys.argv = ['labeler', 'models', 'list']\n"
+            "c.main()\n")
+
+    def pool(**env):
+        e = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+        out = subprocess.run([sys.executable, "-c", code], env={**e, **env}, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.strip()
+
+    assert pool() == "system"
+    assert pool(ARROW_DEFAULT_MEMORY_POOL="mimalloc") == "mimalloc"
+    assert allocator.arrow_pool_env() == {"ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "system")}

@@ -1,5 +1,8 @@
 """`labeler run CONFIG`, `labeler <stage> CONFIG`, `labeler judge|label ... --pairs`, `labeler evaluate`,
-`labeler rerank`, `labeler submit`, `labeler validate`, `labeler models prepare|list`."""
+`labeler rerank`, `labeler submit`, `labeler validate`, `labeler models prepare|list`.
+
+Loading this module loads no Arrow: the command sets Arrow's allocator before pyarrow reads it
+(labeler.allocator.use_malloc_for_arrow); the stages are imported when a command needs them."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +14,6 @@ from pathlib import Path
 
 from ..config import ConfigError, dotted_override, load_config
 from ..logsetup import setup_logging
-from ..stages import BY_NAME, NAMES as STAGE_CMDS
 
 log = logging.getLogger("labeler")
 
@@ -46,6 +48,8 @@ def _pairs_args(p: argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..stages import BY_NAME, NAMES as STAGE_CMDS
+
     ap = argparse.ArgumentParser(prog="labeler", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="run every stage (finished stages are skipped)")
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..allocator import use_malloc_for_arrow
     from ..reaper import OwnedProcesses
 
-    use_malloc_for_arrow()  # the command's process, as its Ray workers (labeler.allocator)
+    use_malloc_for_arrow()  # before pyarrow loads: the command's process, as its Ray workers
     try:
         with OwnedProcesses():
             rc = _main(sys.argv[1:])
@@ -181,6 +185,7 @@ def _dispatch(args) -> int:
         return _rerank(args)
     if args.cmd == "validate":
         from ..preflight import config_problems
+        from ..stages import NAMES as STAGE_CMDS
 
         cfg = load_config(args.config)
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
