@@ -31,7 +31,10 @@ falling alone: the engines waited for input; both: the engines or the machine sl
 is, for the pipeline, the peak sum over the driver (the `labeler label` process, one per size)
 and every process under it (Ray's daemons, its busy workers and the vLLM processes they start;
 shared pages not counted; bench/mine.py's RssSampler), with each process's own peak in
-`peak_rss_by_process_mb`; for the single-process baselines, the process's and its largest
+`peak_rss_by_process_mb`, and each kind's largest sample per tenth of the run in
+`peak_rss_by_tenth_mb` (with `--compare-pairs`, `scale.rss_late_over_early_by_role`: the large
+run's second-half peak over its first, to tell memory that grows with the pairs from a peak at
+start or at the export); for the single-process baselines, the process's and its largest
 child's peak (ru_maxrss).
 
     .venv/bin/python bench/label_scale.py --pairs 1000000 --compare-pairs 100000 --baseline-pairs 100000
