@@ -245,12 +245,16 @@ def scale_figures(small: dict, big: dict) -> dict:
     """The large run against the small one: steady rates, time per pair, and each kind of process's
     peak memory (Ray's and vLLM's processes and the driver; compilers that vLLM runs when its kernel
     cache is cold are left out)."""
+    def kind(k: str):
+        """Ray's and vLLM's processes and the driver by kind (None for others): ReadPairs->SplitBlocks(2)
+        and (3) are the same read tasks."""
+        return re.sub(r"\(\d+\)$", "", k) if k == "driver" or k.startswith(("ray::", "VLLM::")) else None
+
     def roles(p):
         out: dict = {}
         for k, v in p["peak_rss_by_role_mb"].items():
-            if (k == "driver" or k.startswith(("ray::", "VLLM::"))) and v >= 50:
-                k = re.sub(r"\(\d+\)$", "", k)  # ReadPairs->SplitBlocks(2) and (3): the same read tasks
-                out[k] = max(out.get(k, 0.0), v)
+            if kind(k) and v >= 50:
+                out[kind(k)] = max(out.get(kind(k), 0.0), v)
         return out
 
     # Within the large run: each kind's largest sample in its second half over its first, so that
@@ -258,8 +262,8 @@ def scale_figures(small: dict, big: dict) -> dict:
     within: dict = {}
     for k, tenths in (big.get("peak_rss_by_tenth_mb") or {}).items():
         early, late = [v for v in tenths[:5] if v], [v for v in tenths[5:] if v]
-        if (k == "driver" or k.startswith(("ray::", "VLLM::"))) and early and late:
-            within[re.sub(r"\(\d+\)$", "", k)] = round(max(late) / max(early), 3)
+        if kind(k) and early and late:
+            within[kind(k)] = round(max(late) / max(early), 3)
 
     rs, rb = roles(small), roles(big)
     # A process seen only as it exited keeps the kernel's 15 characters of its name ("ray::_StatsActo").

@@ -204,7 +204,6 @@ class RssSampler:
         return out
 
     def __enter__(self):
-        self.t0 = time.monotonic()
         self.t.start()
         return self
 
