@@ -373,11 +373,19 @@ class BiEncoderConfig(_Strict):
 
 
 class _DistillBase(_Strict):
-    """What every student kind shares: the Ray Train workers it trains on."""
+    """What every student kind shares: the Ray Train workers it trains on, and the model it starts
+    from (each kind keeps that in its own place, so each says where)."""
 
     num_workers: int = Field(2, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
+    # In a pipeline run, the share of the train split's queries the student validates on (epoch
+    # choice, calibration); the held-out split stays unseen, so the evaluate stage measures it fairly.
+    validation_fraction: float = Field(0.25, ge=0, lt=1)
+
+    def base_model_key(self) -> tuple[str, str]:
+        """(config key, model spec) of the model the student is trained from."""
+        return "distill.base_model", self.base_model
 
 
 class GenerativeStudentConfig(_DistillBase):
@@ -412,10 +420,18 @@ class CrossEncoderStudentConfig(_DistillBase):
     kind: Literal["cross_encoder"]
     cross_encoder: CrossEncoderConfig = Field(default_factory=CrossEncoderConfig)
 
+    def base_model_key(self) -> tuple[str, str]:
+        return "distill.cross_encoder.base_model", self.cross_encoder.base_model
+
 
 class BiEncoderStudentConfig(_DistillBase):
+    """The bi-encoder student; its model and optimiser settings are its own section."""
+
     kind: Literal["bi_encoder"]
     bi_encoder: BiEncoderConfig = Field(default_factory=BiEncoderConfig)
+
+    def base_model_key(self) -> tuple[str, str]:
+        return "distill.bi_encoder.base_model", self.bi_encoder.base_model
 
 
 def _student_kind(v) -> str:

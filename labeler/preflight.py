@@ -106,8 +106,7 @@ def config_problems(cfg: Config, stages: Iterable[str]) -> list[str]:
     if "judge" in stages:
         out += engine_problems(cfg.judge.engine, "judge.engine")
     if "distill" in stages:
-        key, spec = (("distill.cross_encoder.base_model", cfg.distill.cross_encoder.base_model)
-                     if cfg.distill.kind == "cross_encoder" else ("distill.base_model", cfg.distill.base_model))
+        key, spec = cfg.distill.base_model_key()
         out += [p for p in [model_problem(spec, key)] if p]
     if "label" in stages and cfg.label.engine is not None:
         out += engine_problems(cfg.label.engine, "label.engine")

@@ -35,7 +35,7 @@ def standalone_distill(args, cfg, out: Path) -> int:
                        args.corpus and path_problem(args.corpus, "--corpus", "corpus"),
                        args.queries and path_problem(args.queries, "--queries", "queries"),
                        args.calibrate_on and path_problem(args.calibrate_on, "--calibrate-on", "calibration judgments"),
-                       model_problem(_base_model(cfg.distill), "distill base model")] if p])
+                       model_problem(*reversed(cfg.distill.base_model_key()))] if p])
     t0 = time.time()
     j = read_judgments(args.judgments, queries=args.queries, corpus=args.corpus,
                        default_corpus=cfg.resolve_path(cfg.corpus.path))
@@ -72,11 +72,6 @@ def standalone_distill(args, cfg, out: Path) -> int:
     print(json.dumps({k: manifest[k] for k in ("model_dir", "kind", "rows_in", "rows_out", "rows_rejected",
                                                "rejected_by_reason", "wall_s")}))
     return 0
-
-
-def _base_model(d) -> str:
-    return {"cross_encoder": lambda: d.cross_encoder.base_model,
-            "bi_encoder": lambda: d.bi_encoder.base_model}.get(d.kind, lambda: d.base_model)()
 
 
 def _reasons(rows) -> dict:
