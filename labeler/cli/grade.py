@@ -36,6 +36,7 @@ def standalone(args, cfg, out) -> int:
     from ..readers import DatasetPairs, input_file, open_pairs
     from ..remote import RemoteRun, is_uri
     from ..schema import JUDGMENTS, LABELS
+    from ..stages.base import grading_section, model_files
     from ..stages.grade_stream import grade, row_keys, scan, with_input_row
     from ..store import RunStore, write_json_atomic
 
@@ -65,8 +66,10 @@ def standalone(args, cfg, out) -> int:
         _restart(store, args.cmd, remote)
     where = lambda p: p if "://" in p else str(Path(p).resolve())  # noqa: E731
     digest = lambda x: hashlib.sha256(json.dumps(x, sort_keys=True).encode()).hexdigest()[:16]  # noqa: E731
+    # The pipeline's own fingerprint parts: the template's contents and the model folder's files,
+    # so an edited prompt or a student retrained in place is new work, not "up to date".
     base = digest([args.cmd, identity(engine), cfg.judge.grading.model_dump(mode="json"), where(args.pairs),
-                   args.corpus and where(args.corpus)]
+                   args.corpus and where(args.corpus), grading_section(cfg)["template"], model_files(engine.model)]
                   + ([cfg.pairs.model_dump(mode="json")] if isinstance(pairs, DatasetPairs) else []))
     inputs = pairs.fingerprint()
     fp = digest([base, inputs])

@@ -30,6 +30,23 @@ class Stage:
     inputs: Optional[Callable[[object], str]] = None
 
 
+def model_files(spec: Optional[str]) -> Optional[str]:
+    """A model folder's identity for fingerprints: every file's path, size and modification time,
+    so that a student retrained into the same folder is new work. None for a model that is not a
+    local folder (an offline model is fixed by its package's version, a hub id by the hub)."""
+    import hashlib
+    from pathlib import Path
+
+    p = Path(spec).expanduser() if spec else None
+    if p is None or not p.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(x for x in p.rglob("*") if x.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def grading_section(cfg) -> dict:
     """What a stage that grades with the shared prompt depends on: the grading settings and the
     template's content (editing the prompt redoes the stages that used it)."""

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..schema import JUDGMENTS
-from .base import Stage
+from .base import Stage, model_files
 from .mine import counts
 
 
@@ -32,7 +32,9 @@ def _section(cfg) -> dict:
     from ..config import identity
     from ..prompts import template_hash
 
-    return {"judge": identity(cfg.judge), "template": template_hash(cfg.judge.grading.prompt)}
+    files = model_files(cfg.judge.engine.model)
+    return {"judge": identity(cfg.judge), "template": template_hash(cfg.judge.grading.prompt),
+            **({"model_files": files} if files else {})}
 
 
 def _run(ctx) -> dict:

@@ -4,13 +4,14 @@ from __future__ import annotations
 import pyarrow.compute as pc
 
 from ..schema import LABELS
-from .base import Stage, grading_section
+from .base import Stage, grading_section, model_files
 
 
 def _section(cfg) -> dict:
     from ..config import identity
 
-    return {"label": identity(cfg.label), **grading_section(cfg)}
+    files = model_files(cfg.label.engine.model) if cfg.label.engine is not None else None
+    return {"label": identity(cfg.label), **grading_section(cfg), **({"model_files": files} if files else {})}
 
 
 def _run(ctx) -> dict:
