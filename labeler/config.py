@@ -231,7 +231,7 @@ class SynthesizeConfig(_Strict):
 
 
 class MineConfig(_Strict):
-    # bm25s: embedded, the default; pyserini: Lucene (needs Java 21, see STACK.md), for large corpora.
+    # bm25s: embedded, the default; pyserini: Lucene (needs Java 21, see docs/stack.md), for large corpora.
     backend: Literal["bm25s", "pyserini"] = "bm25s"
     depth: int = Field(30, ge=2, description="BM25 results retrieved per query")
     # Hard negatives are sampled from this window of BM25 ranks (1-based, inclusive); default (2, depth).

@@ -224,7 +224,7 @@ class MineWorker:
 
 def mine_pool(cfg: MineConfig) -> dict:
     """Actors sized from the CPUs there: one per CPU but one on a cluster, and on a 2-CPU machine
-    two half-CPU actors, so that Ray Data's own tasks still find a free CPU (STACK.md)."""
+    two half-CPU actors, so that Ray Data's own tasks still find a free CPU (docs/stack.md)."""
     import ray
 
     cpus = ray.cluster_resources().get("CPU", 1)
