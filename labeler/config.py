@@ -67,6 +67,10 @@ class EngineConfig(_Strict):
     max_model_len: int = Field(2048, ge=64)
     max_num_seqs: int = Field(64, ge=1)
     kv_cache_gib: float = Field(1.0, gt=0, description="vLLM CPU KV cache (VLLM_CPU_KVCACHE_SPACE)")
+    # The memory one engine actor asks Ray for (GB, 10^9 bytes), so that Ray places engines only
+    # where they fit. None: estimated from the model's weights, dtype, KV cache and vLLM's runtime
+    # (labeler.engines.memory); a GPU engine declares none unless set.
+    memory_gb: Optional[float] = Field(None, gt=0)
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     tensor_parallel_size: int = Field(1, ge=1)
     enable_prefix_caching: bool = True
@@ -141,11 +145,21 @@ class EngineConfig(_Strict):
                              f"tensor_parallel_size 1, not {self.tensor_parallel_size}")
         return self
 
+    @model_validator(mode="after")
+    def _memory_holds_the_kv_cache(self):
+        # On a CPU vLLM allocates the whole KV cache when it starts: less memory than that can never hold it.
+        kv_gb = max(1, round(self.kv_cache_gib)) * (1 << 30) / 1e9
+        if (self.memory_gb is not None and self.backend == "vllm" and self.gpus_per_actor == 0
+                and self.memory_gb <= kv_gb):
+            raise ValueError(f"memory_gb ({self.memory_gb:g}) must be more than the KV cache alone "
+                             f"(kv_cache_gib {self.kv_cache_gib:g} = {kv_gb:.2f} GB) plus the model")
+        return self
+
 
 # How fast an engine runs, not what it answers: left out of stage fingerprints, so that adding
 # actors or tuning a batch never redoes (or re-pays for) a finished stage.
 ENGINE_RUNTIME_FIELDS = frozenset({
-    "max_num_seqs", "kv_cache_gib", "gpu_memory_utilization", "tensor_parallel_size", "enable_prefix_caching",
+    "max_num_seqs", "kv_cache_gib", "memory_gb", "gpu_memory_utilization", "tensor_parallel_size", "enable_prefix_caching",
     "max_num_batched_tokens", "block_size", "cpu_threads", "in_process", "malloc", "batch_size", "num_actors",
     "cpus_per_actor", "gpus_per_actor", "resources_per_actor", "max_restarts", "concurrency", "mode", "batch_poll_s", "batch_window",
     "batch_dir", "timeout_s", "max_retries", "request_cache", "request_cache_path",

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Optional
 
-from .config import Config, EngineConfig
+from .config import Config, EngineConfig, RayConfig
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -76,14 +76,32 @@ def endpoint_problem(engine: EngineConfig, key: str, timeout_s: float = 5.0) -> 
         return f"{key}.base_url: nothing answers at {u.hostname}:{port} ({e.strerror or e}); start the server or fix the URL"
 
 
-def engine_problems(engine: EngineConfig, key: str) -> list[str]:
+def memory_problem(engine: EngineConfig, key: str, ray_cfg: Optional[RayConfig] = None) -> Optional[str]:
+    """An engine bigger than the memory Ray gives its workers on any one node: Ray would never
+    start it, and the stage would wait for it forever."""
+    from .engines.memory import engine_memory
+    from .raycluster import MEMORY_ADVICE, memory_for_workers
+
+    need = engine_memory(engine)
+    if need is None:
+        return None
+    have = memory_for_workers(ray_cfg or RayConfig())
+    if have is None or need.total <= have[0]:
+        return None
+    if need.configured:
+        return f"{key}.memory_gb: one engine asks for {need.gb:.1f} GB, {have[1]}; lower it or use a smaller model"
+    return f"{key}: one engine needs ~{need.gb:.1f} GB ({need.parts()}), {have[1]}; {MEMORY_ADVICE.format(key=key)}"
+
+
+def engine_problems(engine: EngineConfig, key: str, ray_cfg: Optional[RayConfig] = None) -> list[str]:
     from .engines import BACKENDS
 
     if engine.backend not in BACKENDS:
         return [f"{key}.backend: unknown backend {engine.backend!r} (known: {', '.join(BACKENDS)})"]
     if engine.backend == "openai":
         return [p for p in [endpoint_problem(engine, key)] if p]
-    return [p for p in [model_problem(engine.model, f"{key}.model")] if p]
+    model = model_problem(engine.model, f"{key}.model")
+    return [model] if model else [p for p in [memory_problem(engine, key, ray_cfg)] if p]
 
 
 def path_problem(path: str, key: str, what: str) -> Optional[str]:
@@ -102,14 +120,14 @@ def config_problems(cfg: Config, stages: Iterable[str]) -> list[str]:
         p = path_problem(cfg.resolve_path(cfg.corpus.path), "corpus.path", "corpus")
         out += [p] if p else []
     if "synthesize" in stages:
-        out += engine_problems(cfg.synthesize.engine, "synthesize.engine")
+        out += engine_problems(cfg.synthesize.engine, "synthesize.engine", cfg.ray)
     if "judge" in stages:
-        out += engine_problems(cfg.judge.engine, "judge.engine")
+        out += engine_problems(cfg.judge.engine, "judge.engine", cfg.ray)
     if "distill" in stages:
         key, spec = cfg.distill.base_model_key()
         out += [p for p in [model_problem(spec, key)] if p]
     if "label" in stages and cfg.label.engine is not None:
-        out += engine_problems(cfg.label.engine, "label.engine")
+        out += engine_problems(cfg.label.engine, "label.engine", cfg.ray)
     return out
 
 

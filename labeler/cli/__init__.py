@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ..config import ConfigError, dotted_override, load_config
-from ..logsetup import setup_logging
+from ..logsetup import own_terminal, setup_logging
 
 log = logging.getLogger("labeler")
 
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..reaper import OwnedProcesses
 
     use_malloc_for_arrow()  # before pyarrow loads: the command's process, as its Ray workers
+    own_terminal()  # what Ray writes to this terminal goes to a log file (logsetup.divert_stderr)
     try:
         with OwnedProcesses():
             rc = _main(sys.argv[1:])
@@ -144,7 +145,10 @@ def _main(argv: list[str]) -> int:
         return evaluate_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        try:
+            return _dispatch(args)
+        except Exception as e:
+            return _killed_for_memory(e, verbosity)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -158,6 +162,30 @@ def _main(argv: list[str]) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+# The exit status of a run Ray stopped by killing one of its processes for memory.
+EXIT_OUT_OF_MEMORY = 4
+
+
+def _killed_for_memory(e: Exception, verbosity: int) -> int:
+    """A memory kill by Ray (raycluster.KilledForMemory from a stage, or Ray's own error from
+    anywhere) said in one line, the traceback only with -v; any other error is raised again."""
+    from ..raycluster import KilledForMemory, memory_kill, memory_kill_line
+
+    if isinstance(e, KilledForMemory):
+        line = str(e)
+    else:
+        kill = memory_kill(e)
+        if kill is None:
+            raise e
+        line = memory_kill_line(kill)
+    if verbosity > 0:
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)
+    print(f"error: {line}", file=sys.stderr)
+    return EXIT_OUT_OF_MEMORY
 
 
 def _load(args):

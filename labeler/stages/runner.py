@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from typing import Callable, Optional
 
 import pyarrow as pa
@@ -113,31 +115,44 @@ def split_results(batch: pa.Table, schema: pa.Schema, keep_failed: bool = False)
     return conform(ok, schema), rejected
 
 
+# The longest a working stage stays silent: a line at least this often, batch or not.
+HEARTBEAT_S = 30.0
+
+
 class Progress:
-    """Rows done, rate and ETA, logged every few seconds.
+    """Rows done, rate and ETA, logged every few seconds, and at least every HEARTBEAT_S while no
+    batch comes back (the engines loading, a long batch): a run never looks hung.
 
     The rate is counted from the first batch that comes back, not from the start: before it,
     the engines are loading (a minute for a 1.5B model on a CPU), and a rate that includes the
     start-up made early ETAs 20-40 times too long. Until then the line says the engines are starting.
     """
 
-    def __init__(self, stage: str, total: int, done: int = 0, every_s: float = 10.0):
-        self.stage, self.total, self.done, self.every = stage, total, done, every_s
+    def __init__(self, stage: str, total: int, done: int = 0, every_s: float = 10.0,
+                 heartbeat_s: float = HEARTBEAT_S):
+        self.stage, self.total, self.done, self.every, self.heartbeat = stage, total, done, every_s, heartbeat_s
         self.t0 = time.time()
         self.first: Optional[float] = None  # when the first batch came back
         self.first_done = done
-        self.last = 0.0
+        self.last = 0.0        # when a progress line was last logged
+        self.last_batch = self.t0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
 
     def update(self, n: int) -> None:
-        now = time.time()
-        if self.first is None:
-            self.first, self.first_done = now, self.done + n
-            log.info("[%s] first results after %.0fs (engines started); %s/%s rows", self.stage, now - self.t0,
-                     f"{self.done + n:,}", f"{self.total:,}")
-        self.done += n
-        if now - self.last >= self.every or self.done >= self.total:
-            self.last = now
-            log.info("[%s] %s", self.stage, self.line(now))
+        with self._lock:
+            now = time.time()
+            self.last_batch = now
+            if self.first is None:
+                self.first, self.first_done = now, self.done + n
+                log.info("[%s] first results after %.0fs (engines started); %s/%s rows", self.stage, now - self.t0,
+                         f"{self.done + n:,}", f"{self.total:,}")
+                self.last = now
+            self.done += n
+            if now - self.last >= self.every or self.done >= self.total:
+                self.last = now
+                log.info("[%s] %s", self.stage, self.line(now))
 
     def line(self, now: float) -> str:
         span = now - (self.first or now)
@@ -147,6 +162,55 @@ class Progress:
             eta = f"ETA {_duration(left / rate)}" if left else "done"
             return f"{self.done:,}/{self.total:,} rows  {rate:,.2f} rows/s  {eta}"
         return f"{self.done:,}/{self.total:,} rows"
+
+    def beat(self, now: Optional[float] = None) -> Optional[str]:
+        """The heartbeat's line when nothing was logged for heartbeat_s (else None); logged."""
+        with self._lock:
+            now = time.time() if now is None else now
+            if now - max(self.last, self.t0) < self.heartbeat:
+                return None
+            self.last = now
+            if self.first is None:
+                msg = (f"waiting for the first results: the engines are starting (loading the model) or working on "
+                       f"their first batch, {_duration(now - self.t0)} so far")
+            else:
+                msg = f"{self.line(now)}; no batch back for {_duration(now - self.last_batch)}"
+            log.info("[%s] %s", self.stage, msg)
+            return msg
+
+    def __enter__(self):
+        def run():
+            while not self._stop.wait(min(5.0, self.heartbeat / 3)):
+                self.beat()
+
+        self._thread = threading.Thread(target=run, daemon=True, name=f"labeler-progress-{self.stage}")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        return False
+
+
+@contextmanager
+def heartbeat(stage: str, what: str, every_s: float = HEARTBEAT_S):
+    """A line every `every_s` while a step that has no progress of its own runs (`what`: the step)."""
+    stop = threading.Event()
+    t0 = time.time()
+
+    def run():
+        while not stop.wait(every_s):
+            log.info("[%s] %s, %s so far", stage, what, _duration(time.time() - t0))
+
+    t = threading.Thread(target=run, daemon=True, name=f"labeler-heartbeat-{stage}")
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=10)
 
 
 def _duration(s: float) -> str:
@@ -169,15 +233,17 @@ def dataset_of(table: pa.Table, batch_size: int, max_blocks: int = 200):
 
 def run_actor_stage(writer: StageWriter, todo: pa.Table, *, worker, ctor_kwargs: dict, pool: dict,
                     batch_size: int, total: int, on_ok: Optional[Callable[[pa.Table], tuple[pa.Table, list]]] = None,
-                    keep_failed: bool = False) -> None:
-    """Map `todo` through an actor pool of `worker` and write the results as they stream in."""
+                    keep_failed: bool = False, engine_key: Optional[str] = None) -> None:
+    """Map `todo` through an actor pool of `worker` and write the results as they stream in.
+    `engine_key`: the config key of the engine the actors run, named if Ray kills one for memory."""
     if todo.num_rows == 0:
         log.info("[%s] every row was done by an earlier attempt", writer.stage)
         return
     ds = dataset_of(todo, batch_size)
     out = ds.map_batches(worker, fn_constructor_kwargs=ctor_kwargs, batch_size=batch_size,
                          batch_format="pyarrow", zero_copy_batch=True, **pool)
-    stream_into(writer, out, total=total, done=total - todo.num_rows, on_ok=on_ok, keep_failed=keep_failed)
+    stream_into(writer, out, total=total, done=total - todo.num_rows, on_ok=on_ok, keep_failed=keep_failed,
+                engine_key=engine_key, declared=pool.get("memory"))
 
 
 def output_blocks(ds):
@@ -200,23 +266,34 @@ def output_blocks(ds):
 
 def stream_into(writer: StageWriter, ds, *, total: int, done: int = 0,
                 on_ok: Optional[Callable[[pa.Table], tuple[pa.Table, list]]] = None,
-                keep_failed: bool = False) -> None:
-    """Write the batches of a Ray Data dataset of worker results into `writer` as they arrive."""
-    progress = Progress(writer.stage, total, done)
+                keep_failed: bool = False, engine_key: Optional[str] = None,
+                declared: Optional[float] = None) -> None:
+    """Write the batches of a Ray Data dataset of worker results into `writer` as they arrive.
+    A process Ray kills for memory ends the stage with raycluster.KilledForMemory: one line naming
+    the stage, the process and `engine_key`'s settings (`declared`: the bytes each engine asked for)."""
     counters = EngineCounters()
-    for batch in output_blocks(ds):
-        if not batch.num_rows:
-            continue
-        counters.add(batch)
-        ok, rejected = split_results(batch, writer.schema, keep_failed)
-        if on_ok is not None:
-            ok, extra = on_ok(ok)
-            if extra:
-                rejected = pa.concat_tables([rejected, pa.Table.from_pylist(extra, schema=rejected.schema)])
-        # Rejected first: if killed between the two writes, the ok rows are simply redone.
-        writer.reject(rejected)
-        writer.write(ok)
-        progress.update(pc.count_distinct(batch.column("_key")).as_py())
+    try:
+        with Progress(writer.stage, total, done) as progress:
+            for batch in output_blocks(ds):
+                if not batch.num_rows:
+                    continue
+                counters.add(batch)
+                ok, rejected = split_results(batch, writer.schema, keep_failed)
+                if on_ok is not None:
+                    ok, extra = on_ok(ok)
+                    if extra:
+                        rejected = pa.concat_tables([rejected, pa.Table.from_pylist(extra, schema=rejected.schema)])
+                # Rejected first: if killed between the two writes, the ok rows are simply redone.
+                writer.reject(rejected)
+                writer.write(ok)
+                progress.update(pc.count_distinct(batch.column("_key")).as_py())
+    except Exception as e:
+        from ..raycluster import KilledForMemory, memory_kill, memory_kill_line
+
+        kill = None if isinstance(e, KilledForMemory) else memory_kill(e)
+        if kill is None:
+            raise
+        raise KilledForMemory(memory_kill_line(kill, writer.stage, engine_key, declared)) from e
     if counters.t:
         writer.engine = counters.summary()
         steady = writer.engine["steady_pairs_per_s"]
