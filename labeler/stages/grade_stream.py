@@ -403,14 +403,16 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
     `scanned`: the keys pre-pass of these files, when the caller already made it."""
     import ray
 
+    from ..engines.memory import declare
     from ..raycluster import pool_args
-    from .runner import dataset_of, stream_into
+    from .runner import dataset_of, heartbeat, stream_into
 
     if engine.tensor_parallel_size > engine.gpus_per_actor > 0:
         raise ValueError(f"tensor_parallel_size {engine.tensor_parallel_size} needs gpus_per_actor >= it "
                          f"(each engine actor holds the GPUs of its shards); got {engine.gpus_per_actor}")
     done = resume_keys(writer)
-    pool = pool_args(engine, vllm=is_tokenized(engine))
+    key = f"{writer.stage}.engine"
+    pool = pool_args(engine, vllm=is_tokenized(engine), memory=declare(engine, writer.stage), key=key)
     engines = getattr(pool["compute"], "max_size", None) or 1
     if isinstance(pairs, pa.Table):
         t = table_stream(pairs)
@@ -426,7 +428,10 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
     else:
         source = pairs if isinstance(pairs, (PairsInput, DatasetPairs)) else PairsInput(str(pairs))
         source.check_columns(corpus is not None)
-        s = scanned or scan(source)
+        if scanned is None:
+            with heartbeat(writer.stage, "reading the pairs' keys (rows, duplicates)"):
+                scanned = scan(source)
+        s = scanned
         total, duplicates = s.rows, s.duplicates
         # At most one read task per engine actor: reading is ~100x faster than grading. Ray Data's
         # default started three at once at the start of a ten-file run, and a read worker's peak
@@ -455,5 +460,5 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
                         fn_constructor_kwargs={"engine_cfg": engine, "grading": grading, "seed": seed,
                                                "tokenized": tokenize, "keep_text": "text" in writer.schema.names},
                         **pool)
-    stream_into(writer, ds, total=total, done=len(done), keep_failed=True)
+    stream_into(writer, ds, total=total, done=len(done), keep_failed=True, engine_key=key, declared=pool.get("memory"))
     return total

@@ -397,8 +397,9 @@ def _run(ctx) -> dict:
 
     from ..chunking import chunk_docs
     from ..mining import ensure_index
+    from ..engines.memory import declare
     from ..raycluster import pool_args
-    from .runner import pending, run_actor_stage
+    from .runner import heartbeat, pending, run_actor_stage
 
     ctx.ray_up()
     c = ctx.cfg.synthesize
@@ -413,9 +414,10 @@ def _run(ctx) -> dict:
                      near_threshold=c.near_duplicate_jaccard)
     round_trip = None
     if c.round_trip_k:
-        index_dir, _ = ensure_index(ctx.store.root, ctx.fingerprint("corpus"), lambda: corpus,
-                                    c.round_trip_backend, c.chunk_tokens, c.chunk_overlap,
-                                    threads=os.cpu_count() or 1, log=lambda m: ctx.log(f"[synthesize] {m}"))
+        with heartbeat("synthesize", "building the BM25 index for the round trip"):
+            index_dir, _ = ensure_index(ctx.store.root, ctx.fingerprint("corpus"), lambda: corpus,
+                                        c.round_trip_backend, c.chunk_tokens, c.chunk_overlap,
+                                        threads=os.cpu_count() or 1, log=lambda m: ctx.log(f"[synthesize] {m}"))
         round_trip = RoundTrip(index_dir, c.round_trip_k)
     todo = pending(requests, requests.column("query_id"), done)
     if c.engine.backend == "vllm":  # the choice the engine actors make, said where the user reads it
@@ -423,8 +425,10 @@ def _run(ctx) -> dict:
 
         resolve_dtype(c.engine.dtype, gpu=c.engine.gpus_per_actor > 0, what="[synthesize] engine")
     run_actor_stage(w, todo, worker=SynthWorker, ctor_kwargs={"cfg": c, "seed": ctx.cfg.seed},
-                    pool=pool_args(c.engine, vllm=c.engine.backend == "vllm"), batch_size=c.engine.batch_size,
-                    total=requests.num_rows, on_ok=chain(round_trip, dedupe))
+                    pool=pool_args(c.engine, vllm=c.engine.backend == "vllm", memory=declare(c.engine, "synthesize"),
+                                   key="synthesize.engine"),
+                    batch_size=c.engine.batch_size, total=requests.num_rows, on_ok=chain(round_trip, dedupe),
+                    engine_key="synthesize.engine")
     tokens = token_totals(w.data(), w.rejected())
     return ctx.publish(w, "synthesize", requests.num_rows,
                        extra={**tokens, "cost_usd": cost_usd(tokens, c.engine), "model": c.engine.model,
