@@ -37,7 +37,9 @@ endif
 models: $(STAMP)
 	$(VENV)/bin/labeler models prepare
 
+# The offline models are converted first, before Ray starts (once; a no-op when cached).
 demo: $(STAMP)
+	$(VENV)/bin/labeler models prepare
 	$(VENV)/bin/labeler run configs/demo.yaml --out $(OUT)
 
 # CI's command, kept under 20 minutes on 2 cores: everything but the tests marked slow.

@@ -73,20 +73,24 @@ class Pipeline:
                      f"{_reasons(m)}, {m['wall_s']:.1f}s")
             report[stage] = {**_brief(m), "skipped": False}
         summary = {"out": str(self.store.root), "config": self.cfg.name, "wall_s": round(time.time() - t0, 2),
-                   "stages": report}
+                   "stages": report, "k": self.cfg.evaluate.k}
         ev = self.store.manifest("evaluate")
         if ev is not None and "evaluate" in stages:
             summary["agreement"] = ev.get("metrics")
+            summary["baselines"] = {k: ev[k] for k in ("minilm_cosine", "bm25") if ev.get(k)}
         write_json_atomic(summary, self.store.root / "summary.json")
         return summary
 
     def preflight(self, stages: list[str]) -> None:
-        """Models, paths and endpoints of the stages that will run, checked before Ray starts."""
+        """Models, paths and endpoints of the stages that will run, checked before Ray starts; the
+        offline models they use converted here too, in the driver, where the conversion's memory
+        is not counted against an engine actor and a killed one is not retried by Ray."""
         from .preflight import check, config_problems
 
         check(config_problems(self.cfg, ["corpus"]))  # the corpus fingerprint reads it
         todo = [s for s in stages if self.force or not self.store.is_done(s, self.fingerprint(s))]
         check(config_problems(self.cfg, todo))
+        prepare_models(model_specs(self.cfg, todo), self.log)
 
     # -- what a stage's run step uses ---------------------------------------------------------
     def ray_up(self):
@@ -124,6 +128,27 @@ class Pipeline:
         return self.store.path("distill") / "artifacts" / "model"
 
 
+def model_specs(cfg: Config, stages) -> list[str]:
+    """The model specs the given stages load (engines and the student's base model)."""
+    engines = {"synthesize": cfg.synthesize.engine, "judge": cfg.judge.engine, "label": cfg.label.engine}
+    specs = [e.model for s, e in engines.items() if s in stages and e is not None and e.model]
+    if "distill" in stages:
+        specs.append(cfg.distill.base_model_key()[1])
+    return list(dict.fromkeys(specs))
+
+
+def prepare_models(specs, log) -> None:
+    """Convert the offline models among `specs` into the cache now (each once; a no-op when done)."""
+    from .models import OFFLINE_PREFIX, is_prepared, prepare_offline
+
+    for spec in specs:
+        if spec.startswith(OFFLINE_PREFIX) and not is_prepared(spec[len(OFFLINE_PREFIX):]):
+            t0 = time.time()
+            log(f"preparing the offline model {spec} (once, into the model cache)")
+            prepare_offline(spec[len(OFFLINE_PREFIX):])
+            log(f"prepared {spec} in {time.time() - t0:.0f}s")
+
+
 def _brief(m: dict) -> dict:
     return {k: m.get(k) for k in ("rows_in", "rows_out", "rows_rejected", "rejected_by_reason", "wall_s")}
 
@@ -131,6 +156,10 @@ def _brief(m: dict) -> dict:
 def _reasons(m: dict) -> str:
     r = m.get("rejected_by_reason") or {}
     return f" ({', '.join(f'{k}: {v}' for k, v in r.items())})" if r else ""
+
+
+# Below this many held-out pairs the summary says the agreement figures are a small sample.
+SMALL_SAMPLE = 200
 
 
 def format_summary(summary: dict) -> str:
@@ -141,8 +170,16 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{stage:<12}{s['rows_in']:>8}{s['rows_out']:>8}{s['rows_rejected']:>10}{s['wall_s']:>9.1f}{flag}")
     ag = summary.get("agreement")
     if ag:
-        keys = ["n_labeled", "coverage", "accuracy", "cohen_kappa", "weighted_kappa", "krippendorff_alpha", "spearman"]
-        lines.append("student vs teacher on held-out pairs: " + ", ".join(f"{k}={_fmt(ag.get(k))}" for k in keys))
+        # Ranking agreement first: it is what the free baselines, which have scores and no grades, share.
+        keys = ["spearman", "pairwise_accuracy", f"ndcg@{summary.get('k', 10)}", "krippendorff_alpha", "accuracy"]
+        lines.append(f"agreement with the teacher on {ag.get('n_labeled')} held-out pairs "
+                     "(the student never saw them):")
+        lines.append(f"  {'source':<16}" + "".join(f"{k:>20}" for k in keys))
+        for name, m in [("student", ag), *(summary.get("baselines") or {}).items()]:
+            lines.append(f"  {name:<16}" + "".join(f"{_fmt(m.get(k)):>20}" for k in keys))
+        if (ag.get("n_labeled") or 0) < SMALL_SAMPLE:
+            lines.append(f"  ({ag.get('n_labeled')} pairs are a small sample: a real run grades thousands of pairs with "
+                         "a stronger teacher, and checks the student against human judgments: `labeler evaluate`)")
     out = str(summary["out"])
     lines.append(f"summary: {out.rstrip('/') + '/summary.json' if '://' in out else Path(out) / 'summary.json'}")
     return "\n".join(lines)

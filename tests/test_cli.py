@@ -57,11 +57,18 @@ def test_labeler_run_end_to_end(tiny_config, tmp_path):
     judge = json.loads((out / "judge" / "_manifest.json").read_text())
     assert judge["rows_in"] == mine["pairs"]
     assert (out / "distill" / "artifacts" / "model" / "config.json").is_file()
+    import pyarrow.parquet as pq
+    trained_on = set(pq.read_table(out / "distill" / "data", columns=["query_id"]).column("query_id").to_pylist())
+    mined = pq.read_table(out / "mine" / "data", columns=["query_id", "split"]).to_pylist()
+    heldout = {r["query_id"] for r in mined if r["split"] == "heldout"}
+    assert trained_on and heldout and not trained_on & heldout  # what evaluate measures, the student never saw
     qrels = (out / "label" / "artifacts" / "labels.qrels").read_text().splitlines()
     label = json.loads((out / "label" / "_manifest.json").read_text())
     assert len(qrels) == label["rows_out"] and all(len(l.split()) == 4 for l in qrels)
     assert summary["agreement"]["n_labeled"] == label["rows_out"]
-    assert "student vs teacher" in r.stdout
+    # The student beside the free baselines on the same held-out pairs, which it never trained on.
+    assert summary["baselines"]["minilm_cosine"]["n_labeled"] == label["rows_out"]
+    assert "held-out pairs (the student never saw them)" in r.stdout and "minilm_cosine" in r.stdout
     # A rerun finds every stage up to date and redoes nothing.
     t = time.time()
     r2 = _run(["run", str(cfg_path), "--out", str(out)], timeout=300)
