@@ -24,6 +24,7 @@ from .bm25 import DOCS_FILE, build_index as _build, index_text, is_built, open_i
 from .chunking import chunk_docs
 from .config import MineConfig
 from .readers import KNOWN_META as META_COLS, doc_meta
+from .reasons import UNKNOWN_SEED
 from .schema import PAIRS
 
 NEAR_DUP_JACCARD = 0.8
@@ -208,7 +209,7 @@ class MineWorker:
             "split": [p[5] for p in picked] + [None] * m,
             "_key": qid,
             "_status": ["ok"] * n + ["rejected"] * m,
-            "_reason": [None] * n + ["unknown_seed"] * m,
+            "_reason": [None] * n + [UNKNOWN_SEED] * m,
             "_detail": [None] * n + [f"seed document {q['seed_doc_id']!r} is not in the index" for q in rejected],
             "_raw": [None] * (n + m),
         }

@@ -16,6 +16,7 @@ from typing import Iterator, Optional
 
 import pyarrow as pa
 
+from .reasons import BAD_ENCODING, BAD_JSON, BAD_TYPE, MISSING_FIELD
 from .schema import MAX_RECORD_CHARS
 
 INPUT_ROW = pa.field("input_row", pa.string())
@@ -350,16 +351,16 @@ def _parse_lines(lines: list[bytes], nums: list[int], name: str) -> pa.Table:
         try:
             s = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            rows.append(_bad(loc, "bad_encoding", f"{loc}: not UTF-8 ({e.reason} at byte {e.start})",
+            rows.append(_bad(loc, BAD_ENCODING, f"{loc}: not UTF-8 ({e.reason} at byte {e.start})",
                              raw.decode("utf-8", "replace")))
             continue
         try:
             obj = json.loads(s)
         except ValueError as e:
-            rows.append(_bad(loc, "bad_json", f"{loc}: not valid JSON ({getattr(e, 'msg', e)})", s))
+            rows.append(_bad(loc, BAD_JSON, f"{loc}: not valid JSON ({getattr(e, 'msg', e)})", s))
             continue
         if not isinstance(obj, dict):
-            rows.append(_bad(loc, "bad_json", f"{loc}: not a JSON object", s))
+            rows.append(_bad(loc, BAD_JSON, f"{loc}: not a JSON object", s))
             continue
         row = {"input_row": loc}
         for fld in RAW:
@@ -369,13 +370,13 @@ def _parse_lines(lines: list[bytes], nums: list[int], name: str) -> pa.Table:
                 continue
             v, wrong = _strict(fld, v)
             if wrong:
-                row = _bad(loc, "bad_type", f"{loc}: field {fld.name!r} {wrong}", s)
+                row = _bad(loc, BAD_TYPE, f"{loc}: field {fld.name!r} {wrong}", s)
                 break
             if isinstance(v, str):
                 try:
                     v.encode("utf-8")
                 except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
-                    row = _bad(loc, "bad_encoding", f"{loc}: field {fld.name!r} is not valid Unicode", s)
+                    row = _bad(loc, BAD_ENCODING, f"{loc}: field {fld.name!r} is not valid Unicode", s)
                     break
             row[fld.name] = v
         rows.append(row)
@@ -442,7 +443,7 @@ def _stream_table(t: pa.Table, locs: list[str]) -> pa.Table:
         if not _castable(col.type, fld):  # a float `text`, a list `query`: bad_type, never stringified
             for i in range(n):
                 if col[i].is_valid and reason[i] is None:
-                    reason[i], detail[i] = "bad_type", f"{locs[i]}: field {fld.name!r} must be {_arrow_need(fld)}, got {col.type}"
+                    reason[i], detail[i] = BAD_TYPE, f"{locs[i]}: field {fld.name!r} must be {_arrow_need(fld)}, got {col.type}"
             cols[fld.name] = pa.nulls(n, fld.type)
             continue
         try:
@@ -454,7 +455,7 @@ def _stream_table(t: pa.Table, locs: list[str]) -> pa.Table:
                     try:
                         v = v.decode("utf-8")
                     except UnicodeDecodeError:
-                        reason[i], detail[i], v = "bad_encoding", f"{locs[i]}: field {fld.name!r} is not UTF-8", None
+                        reason[i], detail[i], v = BAD_ENCODING, f"{locs[i]}: field {fld.name!r} is not UTF-8", None
                 try:
                     values.append(None if v is None else pa.scalar(v).cast(fld.type).as_py())
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -673,7 +674,7 @@ def _complete_judgments(t: pa.Table, where: str, queries: Optional[str], corpus:
                 if strict:
                     raise ValueError(f"judgments {loc[i]}: {c} of ({cols['query_id'][i].as_py()}, "
                                      f"{cols['doc_id'][i].as_py()}) is missing or empty")
-                status[i], errors[i] = "failed", "missing_field"
+                status[i], errors[i] = "failed", MISSING_FIELD
     out = {}
     for c in JUDGED:
         if c in cols:

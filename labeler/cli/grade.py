@@ -31,9 +31,9 @@ def standalone(args, cfg, out) -> int:
 
     import pyarrow.compute as pc
 
-    from ..engines.base import TRANSIENT_ERRORS
     from ..raycluster import init_ray
     from ..readers import DatasetPairs, input_file, open_pairs
+    from ..reasons import DUPLICATE_PAIR, TRANSIENT
     from ..remote import RemoteRun, is_uri
     from ..schema import JUDGMENTS, LABELS
     from ..stages.base import grading_section, model_files
@@ -89,13 +89,13 @@ def standalone(args, cfg, out) -> int:
             dup_locs = pa_array(list(s.duplicates))
 
             def keep(t):
-                m = pc.invert(pc.fill_null(pc.equal(t.column("error"), "duplicate_pair"), False))
+                m = pc.invert(pc.fill_null(pc.equal(t.column("error"), DUPLICATE_PAIR), False))
                 m = pc.and_(m, pc.invert(pc.is_in(t.column("input_row"), value_set=dup_locs)))
                 if same is not None:  # the input changed: only rows of files that still hold them
                     files = pa_array([input_file(x) for x in t.column("input_row").to_pylist()])
                     m = pc.and_(m, pc.fill_null(pc.is_in(files, value_set=pa_array(list(same))), False))
                 if retry or args.retry_failed:
-                    m = pc.and_(m, pc.invert(pc.fill_null(pc.is_in(t.column("error"), value_set=pa_array(sorted(TRANSIENT_ERRORS))), False)))
+                    m = pc.and_(m, pc.invert(pc.fill_null(pc.is_in(t.column("error"), value_set=pa_array(sorted(TRANSIENT))), False)))
                 return m
 
             w, kept, dropped = store.reopen(args.cmd, fp, schema, keep, row_keys)
@@ -192,8 +192,8 @@ def pa_array(values):
 
 
 def _transient(m: dict) -> int:
-    from ..engines.base import TRANSIENT_ERRORS
-    return sum(v for k, v in (m.get("rejected_by_reason") or {}).items() if k in TRANSIENT_ERRORS)
+    from ..reasons import TRANSIENT
+    return sum(v for k, v in (m.get("rejected_by_reason") or {}).items() if k in TRANSIENT)
 
 
 def _restart(store, stage: str, remote=None) -> None:

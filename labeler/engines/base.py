@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from ..reasons import TRANSIENT
 from ..schema import GRADES
 
 GRADE_STRINGS = {str(g): g for g in GRADES}
@@ -25,7 +26,7 @@ class Completion:
     text: Optional[str]
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    error: Optional[str] = None          # a stable reason code, e.g. "server_error"
+    error: Optional[str] = None          # a reason code of labeler.reasons, e.g. SERVER_ERROR
     detail: Optional[str] = None
 
 
@@ -114,7 +115,8 @@ class Engine:
 
 # Failures that say nothing about the pair: an outage, a slow or overloaded server. Only these are
 # regraded by `--retry-failed`; the rest (bad input, no grade token, over-long prompt) would fail again.
-TRANSIENT_ERRORS = frozenset({"connection_error", "timeout", "server_error", "rate_limited"})
+# The list is labeler.reasons (its `transient` flag); this name is kept for existing imports.
+TRANSIENT_ERRORS = TRANSIENT
 
 # The exit status of an engine actor whose engine died: Ray restarts the actor (up to the
 # engine's max_restarts) and retries its batch there; finished parts are kept.

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..reasons import CONNECTION_ERROR, RATE_LIMITED, REQUEST_ERROR, SERVER_ERROR, TIMEOUT
 from .cache import thread_connection
 
 log = logging.getLogger(__name__)
@@ -29,13 +30,13 @@ log = logging.getLogger(__name__)
 ENDPOINT = "/v1/chat/completions"
 # A batch in one of these states will not change any more.
 DONE = ("completed", "failed", "expired", "cancelled")
-# Per-request reasons, as the request path names them (labeler.engines.base.TRANSIENT_ERRORS).
-BATCH_FAILED = {"expired": "timeout", "cancelled": "server_error", "failed": "request_error"}
+# Per-request reasons of a batch that ended without the request's line, as the request path names them.
+BATCH_FAILED = {"expired": TIMEOUT, "cancelled": SERVER_ERROR, "failed": REQUEST_ERROR}
 
 
 def status_reason(code: int) -> str:
     """The failure reason of an HTTP status, the same for a request and a batch line."""
-    return "rate_limited" if code == 429 else "server_error" if code >= 500 or code in (408, 409) else "request_error"
+    return RATE_LIMITED if code == 429 else SERVER_ERROR if code >= 500 or code in (408, 409) else REQUEST_ERROR
 
 
 class Ledger:
@@ -109,9 +110,9 @@ class BatchRunner:
     def _api_error(self, e: Exception, what: str) -> tuple[str, str]:
         o = self.openai
         if isinstance(e, o.APITimeoutError):
-            return "timeout", f"{what}: no answer in time: {e}"
+            return TIMEOUT, f"{what}: no answer in time: {e}"
         if isinstance(e, o.APIConnectionError):
-            return "connection_error", f"{what}: cannot reach {self.base_url or 'the OpenAI API'}: {e}"
+            return CONNECTION_ERROR, f"{what}: cannot reach {self.base_url or 'the OpenAI API'}: {e}"
         if isinstance(e, o.APIStatusError):
             return status_reason(e.status_code), f"{what}: HTTP {e.status_code}: {str(e)[:300]}"
         raise e
@@ -144,7 +145,7 @@ class BatchRunner:
                 b = self.client.batches.retrieve(batch_id)
             except self.openai.NotFoundError as e:
                 self.ledger.forget(list(by_cid.values()))
-                return {k: (None, ("request_error", f"batch {batch_id} is unknown to the server: {e}"))
+                return {k: (None, (REQUEST_ERROR, f"batch {batch_id} is unknown to the server: {e}"))
                         for k in by_cid.values()}
             except self.openai.APIError as e:  # the ledger keeps the id: a rerun polls it again
                 return {k: (None, self._api_error(e, f"polling batch {batch_id}")) for k in by_cid.values()}
@@ -173,7 +174,7 @@ class BatchRunner:
         for cid, key in by_cid.items():
             row = lines.get(cid)
             if row is None:
-                why = (BATCH_FAILED.get(b.status, "server_error"),
+                why = (BATCH_FAILED.get(b.status, SERVER_ERROR),
                        f"batch {batch_id} ended {b.status}" + (f": {_errors(b)}" if b.status != "completed" else
                                                                 ": the request is missing from its output"))
                 out[key] = (None, why)

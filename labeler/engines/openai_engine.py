@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import EngineConfig
+from ..reasons import CONNECTION_ERROR, REQUEST_ERROR, SERVER_ERROR, TIMEOUT, UNPARSEABLE_OUTPUT
 from .base import Completion, Engine, GradeResult, grade_from_text, grade_from_top_logprobs
 from .cache import RequestCache
 
@@ -67,14 +68,14 @@ class OpenAIEngine(Engine):
         try:
             resp = self.client.chat.completions.create(model=self.cfg.model, messages=messages, **params)
         except self._openai.APITimeoutError as e:
-            return None, ("timeout", f"no answer within {self.cfg.timeout_s}s after {self.cfg.max_retries} retries: {e}")
+            return None, (TIMEOUT, f"no answer within {self.cfg.timeout_s}s after {self.cfg.max_retries} retries: {e}")
         except self._openai.APIConnectionError as e:
-            return None, ("connection_error", f"cannot reach {self.cfg.base_url} after {self.cfg.max_retries} retries: {e}")
+            return None, (CONNECTION_ERROR, f"cannot reach {self.cfg.base_url} after {self.cfg.max_retries} retries: {e}")
         except self._openai.APIStatusError as e:
             from .openai_batch import status_reason
 
             reason = status_reason(e.status_code)
-            tried = f" after {self.cfg.max_retries} retries" if reason != "request_error" else ""
+            tried = f" after {self.cfg.max_retries} retries" if reason != REQUEST_ERROR else ""
             return None, (reason, f"HTTP {e.status_code}{tried}: {str(e)[:300]}")
         answer, err = _answer(resp)
         if err is None and self.cache is not None:
@@ -88,7 +89,7 @@ class OpenAIEngine(Engine):
         try:
             return _answer(ChatCompletion.model_validate(body))
         except ValueError as e:
-            return None, ("server_error", f"the batch answered with no chat completion: {str(e)[:300]}")
+            return None, (SERVER_ERROR, f"the batch answered with no chat completion: {str(e)[:300]}")
 
     def _keep(self, key: str, answer: dict) -> bool:
         if self.cache is not None:
@@ -117,7 +118,7 @@ class OpenAIEngine(Engine):
         if todo:
             got = self.batches.run([(key, cid, body) for _, key, cid, body in todo])
             for i, key, _, _ in todo:
-                out[i] = got.get(key) or (None, ("server_error", "the batch gave no answer for this request"))
+                out[i] = got.get(key) or (None, (SERVER_ERROR, "the batch gave no answer for this request"))
         return out
 
     def _map(self, fn, items):
@@ -140,7 +141,7 @@ class OpenAIEngine(Engine):
             answers = self._calls([(prompts[i], params) for i in todo], [keys[i] for i in todo] if keys else None)
             for i, (ans, err) in zip(todo, answers):
                 results[i] = self._grade_of(ans, err)
-            todo = [i for i in todo if results[i].error == "unparseable_output"]
+            todo = [i for i in todo if results[i].error == UNPARSEABLE_OUTPUT]
             if not todo:
                 break
         for i in todo:
@@ -165,7 +166,7 @@ class OpenAIEngine(Engine):
                 break
         g = grade_from_text(text)
         if g is None:
-            return GradeResult(raw=text, prompt_tokens=ptoks, error="unparseable_output",
+            return GradeResult(raw=text, prompt_tokens=ptoks, error=UNPARSEABLE_OUTPUT,
                                detail=f"reply is not a grade 0-3: {text[:200]!r}")
         # No logprobs from this server: the parsed grade, with its distribution unknown-but-certain.
         return GradeResult(probs=[1.0 if i == g else 0.0 for i in range(4)], mass=None,
@@ -175,7 +176,7 @@ class OpenAIEngine(Engine):
 def _answer(resp) -> tuple[Optional[dict], Optional[tuple[str, str]]]:
     """A chat completion -> the plain-dict answer the cache keeps (content, first tokens' logprobs, usage)."""
     if not resp.choices:
-        return None, ("server_error", "the server answered with no choices")
+        return None, (SERVER_ERROR, "the server answered with no choices")
     choice = resp.choices[0]
     lp = getattr(choice, "logprobs", None)
     tokens = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 from .. import models
 from ..config import EngineConfig
 from ..hardware import resolve_dtype
+from ..reasons import NO_GRADE_TOKEN
 from .base import Completion, Engine, GradeResult, grade_from_top_logprobs
 
 
@@ -61,6 +62,6 @@ class TransformersEngine(Engine):
             r = GradeResult(probs=probs, mass=mass, prompt_tokens=int(enc["attention_mask"][i].sum()),
                             raw=self.tokenizer.decode([ids[i][0].item()]))
             if probs is None:
-                r.error, r.detail = "no_grade_token", f"none of the top-{top_logprobs} next tokens is a grade 0-3"
+                r.error, r.detail = NO_GRADE_TOKEN, f"none of the top-{top_logprobs} next tokens is a grade 0-3"
             res.append(r)
         return res

@@ -10,6 +10,7 @@ from .. import models
 from ..config import EngineConfig
 from ..hardware import gpu_available as _on_gpu
 from ..hardware import resolve_dtype, thread_count
+from ..reasons import NO_GRADE_TOKEN, PROMPT_TOO_LONG
 from .base import GRADE_STRINGS, Completion, Engine, EngineWatch, GradeResult, grade_from_top_logprobs
 
 # Tokens per engine step on a CPU: at the slowest measured rate (Qwen2.5-Coder-1.5B in float32 on
@@ -147,7 +148,7 @@ class VLLMEngine(Engine):
         ids = self.encode(prompts)
         ok = [i for i, fits in enumerate(self._fits(ids)) if fits]
         results: list[Completion] = [
-            Completion(None, error="prompt_too_long",
+            Completion(None, error=PROMPT_TOO_LONG,
                        detail=f"prompt exceeds max_model_len={self.cfg.max_model_len} tokens")
             for _ in prompts]
         if ok:
@@ -170,7 +171,7 @@ class VLLMEngine(Engine):
 
         ids = self.encode(prompts)
         ok = [i for i, fits in enumerate(self._fits(ids)) if fits]
-        results = [GradeResult(error="prompt_too_long", prompt_tokens=len(ids[i]),
+        results = [GradeResult(error=PROMPT_TOO_LONG, prompt_tokens=len(ids[i]),
                                detail=f"prompt exceeds max_model_len={self.cfg.max_model_len} tokens")
                    for i in range(len(prompts))]
         if ok:
@@ -189,7 +190,7 @@ class VLLMEngine(Engine):
                 r = GradeResult(probs=probs, mass=mass, prompt_tokens=len(ids[i]))
                 if probs is None:
                     raw = self.tokenizer.decode(list(c.token_ids))
-                    r.raw, r.error = raw, "no_grade_token"
+                    r.raw, r.error = raw, NO_GRADE_TOKEN
                     r.detail = f"none of the top-{top_logprobs} next tokens is a grade 0-3 (model wrote {raw!r})"
                 results[i] = r
         return results

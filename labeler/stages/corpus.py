@@ -18,6 +18,8 @@ from .. import hfdatasets
 from ..config import CorpusConfig
 from ..readers import KNOWN_META as KNOWN
 from ..readers import file_format
+from ..reasons import (BAD_ENCODING, BAD_ID, BAD_JSON, BAD_TEXT, DUPLICATE_ID, EMPTY_TEXT, MISSING_ID, MISSING_TEXT,
+                       TOO_LONG, TOO_SHORT, check)
 from ..schema import DOCS, rejected_row
 from ..store import StageWriter
 from .base import Stage
@@ -73,15 +75,15 @@ def _records(path: Path, fmt: str) -> Iterator[tuple[str, object]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                yield loc, f"bad_encoding\tnot UTF-8 ({e.reason} at byte {e.start})\t{raw[:200]!r}"
+                yield loc, f"{BAD_ENCODING}\tnot UTF-8 ({e.reason} at byte {e.start})\t{raw[:200]!r}"
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                yield loc, f"bad_json\t{e.msg} at column {e.colno}\t{line[:200]}"
+                yield loc, f"{BAD_JSON}\t{e.msg} at column {e.colno}\t{line[:200]}"
                 continue
             if not isinstance(obj, dict):
-                yield loc, f"bad_json\texpected a JSON object, got {type(obj).__name__}\t{line[:200]}"
+                yield loc, f"{BAD_JSON}\texpected a JSON object, got {type(obj).__name__}\t{line[:200]}"
                 continue
             yield loc, obj
 
@@ -120,11 +122,11 @@ def ingest(cfg: CorpusConfig, path: str, writer: StageWriter) -> int:
             rows_in += 1
             if isinstance(rec, str):
                 reason, detail, raw = rec.split("\t", 2)
-                rejected.append(rejected_row(loc, reason, f"{loc}: {detail}", raw))
+                rejected.append(rejected_row(loc, check(reason), f"{loc}: {detail}", raw))
             else:
                 doc, err = _to_doc(cfg, rec, loc)
                 if err is None and doc["doc_id"] in seen:
-                    err = ("duplicate_id", f"{loc}: doc_id {doc['doc_id']!r} appeared earlier; the first is kept")
+                    err = (DUPLICATE_ID, f"{loc}: doc_id {doc['doc_id']!r} appeared earlier; the first is kept")
                 if err is not None:
                     key = str(rec.get(cfg.id_field, loc))
                     rejected.append(rejected_row(key, err[0], err[1], rec))
@@ -145,21 +147,21 @@ def ingest(cfg: CorpusConfig, path: str, writer: StageWriter) -> int:
 def _to_doc(cfg: CorpusConfig, rec: dict, loc: str):
     doc_id = rec.get(cfg.id_field)
     if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
-        return None, ("missing_id", f"{loc}: no {cfg.id_field!r} field")
+        return None, (MISSING_ID, f"{loc}: no {cfg.id_field!r} field")
     if not isinstance(doc_id, (str, int)):
-        return None, ("bad_id", f"{loc}: {cfg.id_field!r} must be a string or integer, got {type(doc_id).__name__}")
+        return None, (BAD_ID, f"{loc}: {cfg.id_field!r} must be a string or integer, got {type(doc_id).__name__}")
     text = rec.get(cfg.text_field)
     if text is None:
-        return None, ("missing_text", f"{loc}: no {cfg.text_field!r} field")
+        return None, (MISSING_TEXT, f"{loc}: no {cfg.text_field!r} field")
     if not isinstance(text, str):
-        return None, ("bad_text", f"{loc}: {cfg.text_field!r} must be a string, got {type(text).__name__}")
+        return None, (BAD_TEXT, f"{loc}: {cfg.text_field!r} must be a string, got {type(text).__name__}")
     n = len(text.strip())
     if n == 0:
-        return None, ("empty_text", f"{loc}: the text is empty")
+        return None, (EMPTY_TEXT, f"{loc}: the text is empty")
     if n < cfg.min_chars:
-        return None, ("too_short", f"{loc}: {n} characters of text, fewer than min_chars={cfg.min_chars}")
+        return None, (TOO_SHORT, f"{loc}: {n} characters of text, fewer than min_chars={cfg.min_chars}")
     if n > cfg.max_chars:
-        return None, ("too_long", f"{loc}: {n:,} characters of text, more than max_chars={cfg.max_chars:,}")
+        return None, (TOO_LONG, f"{loc}: {n:,} characters of text, more than max_chars={cfg.max_chars:,}")
     title = rec.get(cfg.title_field) if cfg.title_field else None
     used = {cfg.id_field, cfg.text_field, cfg.title_field, *KNOWN}
     meta = {k: v for k, v in rec.items() if k not in used}

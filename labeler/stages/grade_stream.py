@@ -26,6 +26,7 @@ from ..engines.base import EngineThread, GradeResult, call_engine
 from ..grading import PromptEncoder, build_prompt
 from ..prompts import load_template
 from ..readers import INPUT_ROW, DatasetPairs, PairsInput, read_corpus, table_stream
+from ..reasons import DUPLICATE_PAIR, EMPTY_TEXT, MISSING_FIELD, PROMPT_TOO_LONG, UNKNOWN_DOC
 from ..schema import LABEL_FIELDS, pair_key
 from .runner import ENGINE_N, ENGINE_S, ENGINE_T
 
@@ -50,7 +51,7 @@ def row_keys(t: pa.Table, duplicate: Optional[pa.Array] = None) -> pa.Array:
         return keys
     loc = t.column("input_row")
     if duplicate is None:
-        duplicate = (pc.fill_null(pc.equal(t.column("error"), "duplicate_pair"), False)
+        duplicate = (pc.fill_null(pc.equal(t.column("error"), DUPLICATE_PAIR), False)
                      if "error" in t.column_names else pa.nulls(t.num_rows, pa.bool_()))
     dup_key = pc.binary_join_element_wise(keys, pc.binary_join_element_wise(pa.scalar("@"), loc, ""), "\t")
     keys = pc.if_else(pc.fill_null(duplicate, False), dup_key, keys)
@@ -259,11 +260,11 @@ class PrepareWorker:
         # row reproduces only from error "duplicate_pair" (row_keys), so the two must agree.
         dup = [x in self.duplicates for x in loc]
         for i in (i for i, d in enumerate(dup) if d):
-            reason[i], detail[i] = "duplicate_pair", f"{where(i)}duplicate of the pair at {self.duplicates[loc[i]]} (graded there)"
+            reason[i], detail[i] = DUPLICATE_PAIR, f"{where(i)}duplicate of the pair at {self.duplicates[loc[i]]} (graded there)"
         if self.corpus is not None:
             batch = self._join(batch, reason, detail, where)
-        for col, code in (("query_id", "missing_field"), ("doc_id", "missing_field"), ("query", "missing_field"),
-                          ("text", "empty_text")):
+        for col, code in (("query_id", MISSING_FIELD), ("doc_id", MISSING_FIELD), ("query", MISSING_FIELD),
+                          ("text", EMPTY_TEXT)):
             empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(batch.column(col)), ""), True).to_pylist()
             _reject(reason, detail, empty, code, lambda i, c=col: f"{where(i)}{c} is missing or empty")
         keys = row_keys(batch, pa.array(dup, pa.bool_())).to_pylist()
@@ -281,7 +282,7 @@ class PrepareWorker:
                 if reason[i] is None:
                     ids[i], truncated[i] = self.encoder(_fields(cols, i))
                     if len(ids[i]) >= self.max_len:
-                        reason[i], detail[i] = "prompt_too_long", f"prompt exceeds max_model_len={self.max_len} tokens"
+                        reason[i], detail[i] = PROMPT_TOO_LONG, f"prompt exceeds max_model_len={self.max_len} tokens"
                         ids[i] = None
         out = batch.set_column(batch.schema.get_field_index("_reason"), "_reason", pa.array(reason, pa.string()))
         out = out.set_column(out.schema.get_field_index("_detail"), "_detail", pa.array(detail, pa.string()))
@@ -294,7 +295,7 @@ class PrepareWorker:
         idx = pc.index_in(batch.column("doc_id"), value_set=self.corpus.column("doc_id"))
         need = pc.is_null(batch.column("text"))
         unknown = pc.and_(need, pc.is_null(idx)).to_pylist()
-        _reject(reason, detail, unknown, "unknown_doc",
+        _reject(reason, detail, unknown, UNKNOWN_DOC,
                 lambda i: f"{where(i)}doc_id {batch.column('doc_id')[i].as_py()!r} is not in the corpus")
         for col in ("text", "title", "doc_meta"):
             if col in self.corpus.column_names:

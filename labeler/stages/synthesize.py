@@ -27,6 +27,8 @@ import yaml
 from ..config import EngineConfig, SynthesizeConfig
 from ..engines.base import EngineThread, call_engine
 from ..prompts import _read, doc_fields, load_query_kinds, load_template, truncate_tokens
+from ..reasons import (COPIES_DOCUMENT, DUPLICATE, EMPTY_OUTPUT, NEAR_DUPLICATE, ROUND_TRIP_MISS, TOO_LONG, TOO_SHORT,
+                       WRONG_LANGUAGE)
 from ..schema import QUERIES
 from .base import Stage
 
@@ -160,17 +162,17 @@ def wrong_language(q: str, lang: Optional[str]) -> Optional[str]:
 
 def check_query(q: str, doc_text: str, cfg: SynthesizeConfig) -> Optional[tuple[str, str]]:
     if not q:
-        return "empty_output", "the model wrote no query"
+        return EMPTY_OUTPUT, "the model wrote no query"
     if len(q) < cfg.min_query_chars:
-        return "too_short", f"{len(q)} characters, fewer than min_query_chars={cfg.min_query_chars}"
+        return TOO_SHORT, f"{len(q)} characters, fewer than min_query_chars={cfg.min_query_chars}"
     if len(q) > cfg.max_query_chars:
-        return "too_long", f"{len(q)} characters, more than max_query_chars={cfg.max_query_chars}"
+        return TOO_LONG, f"{len(q)} characters, more than max_query_chars={cfg.max_query_chars}"
     span = copied_span(q, doc_text, cfg.max_copied_words)
     if span:
-        return "copies_document", f"copies {cfg.max_copied_words} words from the document: {span!r}"
+        return COPIES_DOCUMENT, f"copies {cfg.max_copied_words} words from the document: {span!r}"
     why = wrong_language(q, cfg.language)
     if why:
-        return "wrong_language", why
+        return WRONG_LANGUAGE, why
     return None
 
 
@@ -294,13 +296,13 @@ class Deduper:
             key = self._key(q)
             problem = None
             if key in self.seen:
-                problem = ("duplicate", f"same words as {self.seen[key]}")
+                problem = (DUPLICATE, f"same words as {self.seen[key]}")
             elif self.near is not None:
                 w = _words(q)
                 for other, oid in self.by_seed[seeds[i]]:
                     j = len(w & other) / max(1, len(w | other))
                     if j >= self.near:
-                        problem = ("near_duplicate", f"word overlap {j:.2f} with {oid} of the same seed document")
+                        problem = (NEAR_DUPLICATE, f"word overlap {j:.2f} with {oid} of the same seed document")
                         break
             if problem:
                 rejected.append({"key": qid, "reason": problem[0], "detail": _with_tokens(problem[1], tin[i], tout[i]),
@@ -334,7 +336,7 @@ class RoundTrip:
             parent = self.parent_of.get(r["seed_doc_id"], r["seed_doc_id"])
             rank = next((n + 1 for n, (row, _) in enumerate(ranked) if self.parents[row] == parent), None)
             if rank is None:
-                rejected.append({"key": r["query_id"], "reason": "round_trip_miss",
+                rejected.append({"key": r["query_id"], "reason": ROUND_TRIP_MISS,
                                  "detail": _with_tokens(f"BM25 does not rank the seed document {parent!r} in the "
                                                         f"top {self.k} for this query", r.get("prompt_tokens"),
                                                         r.get("completion_tokens")),

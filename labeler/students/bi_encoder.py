@@ -29,6 +29,7 @@ import pyarrow as pa
 from .. import models
 from ..engines.bi_encoder_engine import META_FILE
 from ..engines.encoder_export import apply_calibration, pair_cosines, pair_text, write_meta
+from ..reasons import NOT_GRADED
 from ..schema import TRAIN_EXAMPLES, rejected_row
 from . import raytrain
 from .base import Student, Trained, TrainingData
@@ -47,7 +48,7 @@ def graded_pairs(judgments: pa.Table) -> tuple[list[dict], list[dict]]:
     rows, rejected = [], []
     for r in judgments.to_pylist():
         if r.get("status", "ok") != "ok" or r.get("grade") is None:
-            rejected.append(rejected_row(f"{r['query_id']}\t{r['doc_id']}", "not_graded",
+            rejected.append(rejected_row(f"{r['query_id']}\t{r['doc_id']}", NOT_GRADED,
                                          f"the teacher gave no grade ({r.get('error')})"))
             continue
         e = r.get("expected_grade")

@@ -21,6 +21,7 @@ from ..config import GenerativeStudentConfig, GradeConfig, merge_dicts
 from ..grading import build_prompt, grade_target_ids
 from ..hardware import resolve_bf16
 from ..prompts import load_template
+from ..reasons import TOO_LONG
 from ..schema import GRADES, TRAIN_EXAMPLES
 from . import raytrain
 from .base import Student, Trained, TrainingData
@@ -36,7 +37,7 @@ def training_examples(judgments: pa.Table, tokenizer, grading: GradeConfig, max_
         p = build_prompt(tokenizer, template, r, grading.max_doc_tokens, as_text=True)
         ids = tokenizer.encode(p.prompt, add_special_tokens=False)
         if len(ids) > max_seq_len:
-            rejected.append({"key": f"{r['query_id']}\t{r['doc_id']}", "reason": "too_long",
+            rejected.append({"key": f"{r['query_id']}\t{r['doc_id']}", "reason": TOO_LONG,
                              "detail": f"prompt of {len(ids)} tokens exceeds distill.max_seq_len={max_seq_len}",
                              "record": None})
             continue

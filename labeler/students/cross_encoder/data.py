@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from ...config import CrossEncoderConfig
 from ...engines.encoder_export import pair_text
+from ...reasons import NO_GRADED_PAIRS, NO_POSITIVE, TOO_FEW_NEGATIVES
 from ...schema import rejected_row
 
 GROUPS = pa.schema([
@@ -58,17 +59,17 @@ def build_groups(judgments: pa.Table, cfg: CrossEncoderConfig, seed: int = 0) ->
         ok = [r for r in rows if r.get("status", "ok") == "ok" and r["grade"] is not None]
         failed += len(rows) - len(ok)
         if not ok:
-            rejected.append(rejected_row(qid, "no_graded_pairs", f"all {len(rows)} pairs of the query failed to be graded"))
+            rejected.append(rejected_row(qid, NO_GRADED_PAIRS, f"all {len(rows)} pairs of the query failed to be graded"))
             continue
         pos = min(ok, key=lambda r: (-r["grade"], -_expected(r), r["bm25_rank"] or 1 << 30, r["doc_id"]))
         if pos["grade"] < cfg.positive_min_grade:
-            rejected.append(rejected_row(qid, "no_positive", f"best teacher grade {pos['grade']} of {len(ok)} graded "
+            rejected.append(rejected_row(qid, NO_POSITIVE, f"best teacher grade {pos['grade']} of {len(ok)} graded "
                                          f"pairs is below positive_min_grade={cfg.positive_min_grade}"))
             continue
         cands = sorted((r for r in ok if r is not pos and r["grade"] < pos["grade"] and r.get("bm25_rank") is not None
                         and lo <= r["bm25_rank"] <= hi), key=lambda r: (r["bm25_rank"], r["doc_id"]))
         if len(cands) < need:
-            rejected.append(rejected_row(qid, "too_few_negatives",
+            rejected.append(rejected_row(qid, TOO_FEW_NEGATIVES,
                                          f"{len(cands)} BM25 pairs in ranks {lo}-{hi} graded below the positive's "
                                          f"{pos['grade']}; group_size={cfg.group_size} needs {need}"))
             continue
@@ -132,7 +133,7 @@ def title_groups(index_dir, cfg: CrossEncoderConfig, *, seed: int = 0, exclude: 
             pos = [r for r in rows if r["source"] == "seed"]
             negs = [r for r in rows if r["source"] == "bm25"]
             if not pos or len(negs) < need:
-                rejected.append(rejected_row(qid, "too_few_negatives",
+                rejected.append(rejected_row(qid, TOO_FEW_NEGATIVES,
                                              f"BM25 found {len(negs)} usable negatives in ranks {lo}-{hi} for the "
                                              f"title; group_size={cfg.group_size} needs {need}"))
                 continue
