@@ -47,6 +47,18 @@ def setup_logging(verbosity: int = 0) -> None:
         root.propagate = False
     root.setLevel(level)
     _state["verbosity"] = verbosity
+    if owns_terminal():
+        quiet_progress_bars()
+
+
+def quiet_progress_bars() -> None:
+    """No Hugging Face progress bars ("Loading weights" as a model loads) on labeler's terminal:
+    set before those libraries load (their processes inherit it), switched off where loaded."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def own_terminal() -> None:
