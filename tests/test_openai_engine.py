@@ -3,26 +3,16 @@ for grading and the request cache, and a small HTTP server for the failure modes
 5xx, replies that are not a grade). A failure is an error with a reason, never a grade."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
+from conftest import free_port as _free_port
 from fake_openai import FakeChatServer, Reply
 
 from labeler.config import EngineConfig
 from labeler.engines.openai_engine import OpenAIEngine
 
 MSG = [{"role": "user", "content": "Grade this pair. Reply with a digit 0-3."}]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Behaviour:
@@ -48,6 +38,33 @@ def _engine(url, tmp_path, **kw):
     cfg = EngineConfig(backend="openai", model="m", base_url=url, timeout_s=1.0, max_retries=1,
                        request_cache_path=str(tmp_path / "cache.sqlite"), **kw)
     return OpenAIEngine(cfg)
+
+
+class _NoServer:
+    """An OpenAI client that must not be used: any request through it fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the server was asked ({name}) for an answer the cache holds")
+
+
+# First in this module: it shares `vllm serve` (conftest.VLLMServe) with the last test of
+# tests/test_openai_batch.py, which runs just before it.
+@pytest.mark.slow
+def test_grades_from_logprobs_of_a_real_vllm_server(vllm_server, tmp_path):
+    cfg = EngineConfig(backend="openai", model="tiny", base_url=vllm_server.url,
+                       request_cache_path=str(tmp_path / "c.sqlite"), concurrency=4)
+    eng = OpenAIEngine(cfg)
+    msgs = [[{"role": "user", "content": f"Document {i}: the VPN guide. Query: vpn. Grade 0-3:"}] for i in range(6)]
+    results = eng.grade(msgs)
+    for r in results:
+        assert r.error is None, r.detail
+        assert sum(r.probs) == pytest.approx(1.0) and r.mass is not None and 0 < r.mass <= 1.0001
+    gens = eng.generate(msgs[:2], max_tokens=5, temperature=0.0)
+    assert all(g.error is None and g.completion_tokens > 0 for g in gens)
+    # With no server to ask, the same requests are answered from the cache, identically.
+    again = OpenAIEngine(cfg)
+    again.client = _NoServer()
+    assert [r.probs for r in again.grade(msgs)] == [r.probs for r in results]
 
 
 def test_parsed_grade_without_logprobs_and_cache(fake, tmp_path):
@@ -91,44 +108,3 @@ def test_slow_server_times_out(fake, tmp_path):
 def test_server_down(tmp_path):
     r = _engine(f"http://127.0.0.1:{_free_port()}/v1", tmp_path).grade([MSG])[0]
     assert r.error == "connection_error" and r.grade is None
-
-
-def wait_healthy(proc, port: int, timeout_s: float = 240) -> None:
-    """Until `vllm serve` on `port` answers /health (it died or took too long: the test fails)."""
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            return
-        except OSError:
-            assert proc.poll() is None, "vllm serve exited"
-            time.sleep(2)
-    pytest.fail(f"vllm serve did not come up in {timeout_s:.0f} s")
-
-
-@pytest.mark.slow
-def test_grades_from_logprobs_of_a_real_vllm_server(tiny_model, tmp_path):
-    port = _free_port()
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model,
-                             "--served-model-name", "tiny", "--port", str(port), "--max-model-len", "512",
-                             "--dtype", "bfloat16", "--enforce-eager", "--max-logprobs", "20"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_healthy(proc, port)
-        cfg = EngineConfig(backend="openai", model="tiny", base_url=f"http://127.0.0.1:{port}/v1",
-                           request_cache_path=str(tmp_path / "c.sqlite"), concurrency=4)
-        eng = OpenAIEngine(cfg)
-        msgs = [[{"role": "user", "content": f"Document {i}: the VPN guide. Query: vpn. Grade 0-3:"}] for i in range(6)]
-        results = eng.grade(msgs)
-        for r in results:
-            assert r.error is None, r.detail
-            assert sum(r.probs) == pytest.approx(1.0) and r.mass is not None and 0 < r.mass <= 1.0001
-        gens = eng.generate(msgs[:2], max_tokens=5, temperature=0.0)
-        assert all(g.error is None and g.completion_tokens > 0 for g in gens)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-    # With the server gone, the same requests are answered from the cache, identically.
-    again = OpenAIEngine(cfg).grade(msgs)
-    assert [r.probs for r in again] == [r.probs for r in results]
