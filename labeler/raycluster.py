@@ -78,9 +78,34 @@ def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
                 pass  # another filesystem: it stays where it is, and is named below
         if logs:
             log.info("Ray and vLLM logs: %s (-v shows them here)", logs)
+        if logsetup.diverted():
+            _raylet_messages_to_log()
         if logsetup.diverted() and not (logs and logsetup.diverted().startswith(logs)):
             log.info("Ray's messages to this terminal: %s", logsetup.diverted())
     return ray
+
+
+def _raylet_messages_to_log() -> None:
+    """The errors Ray's raylet sends the driver (a worker killed for memory: 40 lines, each
+    retry's) to the diverted log, not stdout: the driver prints them whether or not it shows the
+    workers' logs, and the command says the error that ends a run in one line of its own."""
+    import sys
+
+    import ray._private.worker as worker
+
+    show = getattr(worker, "print_to_stdstream", None)
+    if show is None or getattr(show, "_labeler", False):
+        return
+
+    def to_log(data, ignore_prefix):
+        if data.get("pid") != "raylet":
+            return show(data, ignore_prefix)
+        for line in data.get("lines") or []:
+            sys.__stderr__.write(f"(raylet) {line}\n")
+        sys.__stderr__.flush()
+
+    to_log._labeler = True
+    worker.print_to_stdstream = to_log
 
 
 def _early_log() -> str:

@@ -25,6 +25,7 @@ logging.getLogger("ray").warning("a ray warning")
 logging.getLogger("ray.data").warning("a ray data warning")
 warnings.warn("a python warning")
 logging.getLogger("labeler.test").info("[stage] a labeler line")
+ray._private.worker.print_to_stdstream({"lines": ["a raylet error"], "pid": "raylet", "is_err": False}, False)
 ray.data.range(4).map_batches(lambda b: b).take_all()
 print(logsetup.diverted(), ray._private.worker._global_node.get_logs_dir_path(), flush=True)
 ray.shutdown()
@@ -42,13 +43,13 @@ def _run(verbosity: int):
 def test_other_libraries_write_to_a_log_file_not_the_terminal():
     r = _run(0)
     assert r.returncode == 0, r.stderr[-3000:]
-    diverted, logs = r.stdout.split()
+    diverted, logs = r.stdout.split()  # nothing else on stdout: the raylet's errors are logged
     lines = r.stderr.splitlines()
     assert lines[0] == f"Ray and vLLM logs: {logs} (-v shows them here)"
     assert lines[1:] == ["[stage] a labeler line"], lines
     assert diverted == os.path.join(logs, "labeler-driver.log")
     text = open(diverted).read()
-    for line in ("core_worker.cc:2465: a C++ line", "a ray warning", "a python warning"):
+    for line in ("core_worker.cc:2465: a C++ line", "a ray warning", "a python warning", "(raylet) a raylet error"):
         assert line in text
     data = open(os.path.join(logs, "ray-data", "ray-data.log")).read()
     assert "a ray data warning" in data and "Progress bars disabled" in data
@@ -57,7 +58,8 @@ def test_other_libraries_write_to_a_log_file_not_the_terminal():
 def test_verbose_keeps_everything_on_the_terminal():
     r = _run(1)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.split()[0] == "None"  # nothing diverted
+    assert r.stdout.split()[-2] == "None"  # nothing diverted
+    assert "a raylet error" in r.stdout
     for line in ("core_worker.cc:2465: a C++ line", "a ray warning", "a ray data warning", "a python warning",
                  "[stage] a labeler line"):
         assert line in r.stderr
