@@ -86,8 +86,8 @@ def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
 
 
 def _raylet_messages_to_log() -> None:
-    """The errors Ray's raylet sends the driver (a worker killed for memory: 40 lines, each
-    retry's) to the diverted log, not stdout: the driver prints them whether or not it shows the
+    """The errors Ray's raylet sends the driver (a worker killed for memory: a page of text at
+    each retry) to the diverted log, not stdout: the driver prints them whether or not it shows the
     workers' logs, and the command says the error that ends a run in one line of its own."""
     import sys
 
