@@ -1,6 +1,6 @@
 """The teacher-judgment fixture: MedQuAD queries, mined pairs and the teacher's grades, made once
 with the project's own stages and kept in bench/data/medquad-teacher/ (no document text: it is
-joined from the MedQuAD corpus by doc_id when read, labeler.judgments).
+joined from the MedQuAD corpus by doc_id when read, read_judgments below).
 
     .venv/bin/python bench/fixture.py build            # synthesize -> mine -> judge, + LiveQA-Med dev
     .venv/bin/python bench/fixture.py export           # write bench/data from what is finished so far
@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from labeler.config import identity, load_config  # noqa: E402
+from labeler.judgments_reader import complete_judgments  # noqa: E402
+from labeler.judgments_reader import read_judgments as read_other_judgments  # noqa: E402
 from labeler.schema import JUDGMENTS, QUERIES, REJECTED  # noqa: E402
 from labeler.store import RunStore, read_parts, write_json_atomic  # noqa: E402
 
@@ -123,6 +125,35 @@ def _with_text(grades: pa.Table, pairs: pa.Table) -> tuple[pa.Table, pa.Table]:
                     "detail": pa.array(["restored from the fixture"] * bad.num_rows, pa.string()),
                     "record": pa.nulls(bad.num_rows, pa.string())}, schema=REJECTED)
     return t, rej
+
+
+# ---------------------------------------------------------------------------- judgments read
+def is_fixture(path) -> bool:
+    """A folder in this fixture's layout (manifest.json and judgments.parquet)."""
+    p = Path(path)
+    return (p / "manifest.json").is_file() and (p / "judgments.parquet").is_file()
+
+
+def judgments(fixture: Path) -> pa.Table:
+    """The fixture's grade rows with their query text: the table labeler.judgments_reader.
+    complete_judgments takes (no document text: it is joined from a corpus by doc_id)."""
+    t = pq.read_table(fixture / "judgments.parquet")
+    q = pq.read_table(fixture / "queries.parquet", columns=["query_id", "query"])
+    # by position, not Table.join: Acero cannot carry the list column grade_probs through a join
+    at = pc.index_in(t.column("query_id"), value_set=q.column("query_id"))
+    return t.append_column("query", pc.take(q.column("query"), at))
+
+
+def read_judgments(path, *, queries: str | None = None, corpus: str | None = None,
+                   default_corpus: str | None = None, strict: bool = True) -> pa.Table:
+    """labeler.judgments_reader.read_judgments, which reads this fixture's folder too: its grades,
+    with the document text joined from `corpus`, else `default_corpus`, else the corpus its
+    manifest names."""
+    p = Path(path)
+    if not is_fixture(p):
+        return read_other_judgments(str(path), queries=queries, corpus=corpus, strict=strict)
+    corpus = corpus or default_corpus or _manifest(p).get("corpus")
+    return complete_judgments(judgments(p), f"{p}/judgments.parquet", queries, corpus, strict)
 
 
 # ------------------------------------------------------------------------------------ dev pairs

@@ -7,7 +7,7 @@ free baselines (BM25, MiniLM cosine) and the teacher itself.
     .venv/bin/python bench/students.py --eval OTHER_DIR --teacher-sample 200
     .venv/bin/python bench/students.py --kinds generative     # labels through vLLM (`labeler label`)
 
-No teacher is called by default: the students train on bench/data/medquad-teacher (labeler.readers.
+No teacher is called by default: the students train on bench/data/medquad-teacher (fixture.
 read_judgments joins the MedQuAD text) and the teacher's grades of the evaluation pairs come from the
 fixture (LiveQA-Med dev) or, with --teacher-sample N, from grading N pairs drawn at random.
 Evaluation pairs (--eval: queries.jsonl, docs.jsonl, qrels.txt) are never trained on: the fixture
@@ -39,11 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from fixture import read_judgments  # noqa: E402
 from labeler.config import dotted_override, load_config, merge_dicts, parse_config  # noqa: E402
 from labeler.engines.encoder_export import apply_calibration, pair_text  # noqa: E402
 from labeler.evaluate.metrics import agreement, json_safe  # noqa: E402
 from labeler.hardware import machine_info  # noqa: E402
-from labeler.readers import read_judgments  # noqa: E402
 from labeler.students.calibration import fit_calibration  # noqa: E402
 
 log = logging.getLogger("bench.students")

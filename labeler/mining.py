@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from .bm25 import DOCS_FILE, build_index as _build, index_text, is_built, open_index, unpack  # noqa: F401
 from .chunking import chunk_docs
 from .config import MineConfig
-from .readers import KNOWN_META as META_COLS, doc_meta
+from .corpus_reader import KNOWN_META as META_COLS, doc_meta
 from .reasons import UNKNOWN_SEED
 from .schema import PAIRS
 

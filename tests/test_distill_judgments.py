@@ -13,9 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from labeler.readers import read_judgments
-
 from conftest import DEMO_DOCS, ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+from fixture import read_judgments  # noqa: E402  (labeler's formats, and bench/fixture.py's own)
 
 DOCS = [json.loads(line) for line in DEMO_DOCS.read_text().splitlines()]
 

@@ -50,7 +50,8 @@ def test_reading_prepare_and_resume_keys(tmp_path, tiny_model):
     """Without engines: every row is read with its location, bad ones get their reason, later
     duplicates are found by the keys-only scan, and finished keys are skipped."""
     from labeler.config import EngineConfig, GradeConfig
-    from labeler.readers import PairsInput, read_corpus
+    from labeler.corpus_reader import read_corpus
+    from labeler.pairs_input import PairsInput
     from labeler.stages.grade_stream import PrepareWorker, row_keys, scan
 
     expected = _write_inputs(tmp_path / "pairs")
@@ -307,7 +308,7 @@ def test_label_reads_with_at_most_one_task_per_engine_actor(tmp_path, tiny_model
     tasks at once, and a read worker's peak memory then exceeded any one file's alone. The stage
     asks for one read task per engine actor, and a read so limited still gives every row once."""
     from labeler.config import EngineConfig, GradeConfig
-    from labeler.readers import PairsInput
+    from labeler.pairs_input import PairsInput
     from labeler.schema import LABELS
     from labeler.stages.grade_stream import grade, with_input_row
     from labeler.stages.runner import output_blocks
@@ -352,7 +353,7 @@ def test_engine_worker_builds_and_calls_its_engine_on_one_thread(tmp_path, monke
     from labeler import engines
     from labeler.config import EngineConfig, GradeConfig
     from labeler.engines.base import GradeResult
-    from labeler.readers import PairsInput
+    from labeler.pairs_input import PairsInput
     from labeler.stages.grade_stream import EngineWorker, PrepareWorker
 
     seen = {}

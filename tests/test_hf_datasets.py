@@ -44,7 +44,7 @@ judge:
 
 def test_corpus_from_a_saved_dataset_split_and_columns(tmp_path):
     from labeler.pipeline import Pipeline
-    from labeler.readers import read_corpus
+    from labeler.corpus_reader import read_corpus
     from labeler.stages.corpus import fingerprint
 
     folder = _corpus_dataset(tmp_path / "docs-ds")
@@ -139,7 +139,7 @@ def test_a_hub_id_takes_the_same_path(tmp_path, monkeypatch):
     revision, and its columns are mapped as for a saved dataset (the hub itself is not reachable
     here: load_dataset answers with a dataset built in the test)."""
     from labeler.config import DatasetInput
-    from labeler.readers import DatasetPairs
+    from labeler.pairs_input import DatasetPairs
 
     rows = [{"qid": "q1", "question": "vpn", "pid": DOCS[0]["doc_id"], "passage": DOCS[0]["text"][:100]}]
     seen = {}

@@ -12,7 +12,7 @@ from labeler import reasons
 
 CODE = re.compile(r"^[a-z]+(?:_[a-z]+)*$")
 # Calls with a reason code as an argument, and its position: rejected_row(key, reason, ...),
-# readers._bad(loc, reason, ...), grade_stream._reject(reason, detail, mask, code, ...).
+# pairs_input._bad(loc, reason, ...), grade_stream._reject(reason, detail, mask, code, ...).
 EMITTERS = {"rejected_row": 1, "_bad": 1, "_reject": 3}
 # Names that hold a reason, as an attribute (r.error), a subscripted list (reason[i]) or a dict key.
 HOLDERS = {"error", "errors", "reason", "_reason"}

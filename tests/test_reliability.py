@@ -190,7 +190,7 @@ def test_missing_model_folder_is_one_clear_error_before_ray(tiny_config, tmp_pat
 
 
 def test_wrong_types_are_bad_type_rows(tmp_path):
-    from labeler.readers import PairsInput
+    from labeler.pairs_input import PairsInput
 
     d = DOCS[0]
     good = {"query_id": "q", "query": "vpn", "doc_id": d["doc_id"], "text": "t"}

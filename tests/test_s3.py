@@ -234,7 +234,7 @@ def test_the_s3_filesystem_handed_to_ray_carries_no_credentials(s3, monkeypatch)
     import pickle
 
     from labeler.config import StorageConfig
-    from labeler.readers import PairsInput
+    from labeler.pairs_input import PairsInput
     from labeler.storage import configure
 
     for k, v in s3.env().items():

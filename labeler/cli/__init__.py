@@ -262,7 +262,7 @@ def _rerank(args) -> int:
     import pyarrow.compute as pc
 
     from ..engines import export_backend
-    from ..readers import PairsInput
+    from ..pairs_input import PairsInput
     from ..rerank import rerank
 
     if export_backend(args.model) != "cross_encoder":

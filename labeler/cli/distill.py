@@ -24,10 +24,10 @@ def standalone_distill(args, cfg, out: Path) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from ..judgments_reader import read_judgments
     from ..mining import split_of
     from ..preflight import check, model_problem, path_problem
     from ..raycluster import init_ray
-    from ..readers import read_judgments
     from ..store import write_json_atomic
     from ..students import TrainingData, make_student
 
@@ -37,8 +37,7 @@ def standalone_distill(args, cfg, out: Path) -> int:
                        args.calibrate_on and path_problem(args.calibrate_on, "--calibrate-on", "calibration judgments"),
                        model_problem(*reversed(cfg.distill.base_model_key()))] if p])
     t0 = time.time()
-    j = read_judgments(args.judgments, queries=args.queries, corpus=args.corpus,
-                       default_corpus=cfg.resolve_path(cfg.corpus.path))
+    j = read_judgments(args.judgments, queries=args.queries, corpus=args.corpus)
     if "split" not in j.column_names or j.column("split").null_count == j.num_rows:
         split = [split_of(q, cfg.mine.heldout_fraction, cfg.seed) for q in j.column("query_id").to_pylist()]
         j = (j.drop_columns(["split"]) if "split" in j.column_names else j).append_column("split", pa.array(split))

@@ -31,8 +31,8 @@ def standalone(args, cfg, out) -> int:
 
     import pyarrow.compute as pc
 
+    from ..pairs_input import DatasetPairs, input_file, open_pairs
     from ..raycluster import init_ray
-    from ..readers import DatasetPairs, input_file, open_pairs
     from ..reasons import DUPLICATE_PAIR, TRANSIENT
     from ..remote import RemoteRun, is_uri
     from ..schema import JUDGMENTS, LABELS

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from .. import hfdatasets
 from ..config import CorpusConfig
-from ..readers import KNOWN_META as KNOWN
-from ..readers import file_format
+from ..corpus_reader import KNOWN_META as KNOWN
+from ..pairs_input import file_format
 from ..reasons import (BAD_ENCODING, BAD_ID, BAD_JSON, BAD_TEXT, DUPLICATE_ID, EMPTY_TEXT, MISSING_ID, MISSING_TEXT,
                        TOO_LONG, TOO_SHORT, check)
 from ..schema import DOCS, rejected_row

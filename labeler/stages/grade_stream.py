@@ -22,10 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import EngineConfig, GradeConfig
+from ..corpus_reader import read_corpus
 from ..engines.base import EngineThread, GradeResult, call_engine
 from ..grading import PromptEncoder, build_prompt
 from ..prompts import load_template
-from ..readers import INPUT_ROW, DatasetPairs, PairsInput, read_corpus, table_stream
+from ..pairs_input import INPUT_ROW, DatasetPairs, PairsInput, table_stream
 from ..reasons import DUPLICATE_PAIR, EMPTY_TEXT, MISSING_FIELD, PROMPT_TOO_LONG, UNKNOWN_DOC
 from ..schema import LABEL_FIELDS, pair_key
 from .runner import ENGINE_N, ENGINE_S, ENGINE_T

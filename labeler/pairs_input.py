@@ -1,10 +1,12 @@
-"""One reader for every table a command takes from files: pairs, documents and judgments, as JSONL
-(optionally gzipped) or Parquet, a file or a folder of them, local or at a URI (pyarrow.fs).
+"""Pairs files in: JSONL (optionally gzipped) or Parquet, a file or a folder of them, local or at
+a URI (pyarrow.fs), or a Hugging Face dataset; read in blocks by the driver or as a Ray Data
+dataset (a streaming datasource).
 
 Pairs are read with error rows: a broken JSON line, invalid UTF-8 or a field of the wrong type is a
 row with its reason (`_reason`, `_detail`) and where it came from (`input_row`: "file:line" for
 JSONL, "file[row]" for Parquet), never an exception and never a coercion. Files are streamed in
-blocks, so the driver never holds a large input whole.
+blocks, so the driver never holds a large input whole. What each file holds, for resuming, is
+labeler.fingerprints'.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from typing import Iterator, Optional
 
 import pyarrow as pa
 
-from .reasons import BAD_ENCODING, BAD_JSON, BAD_TYPE, MISSING_FIELD
+from .fingerprints import HASH_UP_TO, file_fingerprints, unchanged_files
+from .reasons import BAD_ENCODING, BAD_JSON, BAD_TYPE
 from .schema import MAX_RECORD_CHARS
 
 INPUT_ROW = pa.field("input_row", pa.string())
@@ -33,7 +36,6 @@ REQUIRED = ("query_id", "query", "doc_id", "text")
 JSONL = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
 PARQUET = (".parquet",)
 ROWS_PER_BLOCK = 4096
-HASH_UP_TO = 1 << 30  # bytes: bigger files (and files at a URI) are fingerprinted by size and mtime
 
 
 @dataclass
@@ -75,34 +77,13 @@ class PairsInput:
     def fingerprint(self, hash_up_to: int = HASH_UP_TO) -> dict:
         """What each file holds, for deciding what an earlier run's rows still stand for: size,
         modification time, and (local files up to `hash_up_to` bytes) a SHA-256 of the content."""
-        out = {}
-        for path in self.files:
-            info = self.fs.get_file_info(path)
-            entry = {"size": info.size, "mtime_ns": info.mtime_ns}
-            if isinstance(self.fs, _local_fs()) and info.size is not None and info.size <= hash_up_to:
-                entry["sha256"], entry["ends_newline"] = _file_hash(path)
-            out[self.name(path)] = entry
-        return out
+        return file_fingerprints(self.fs, {self.name(p): p for p in self.files}, hash_up_to)
 
     def unchanged_rows(self, before: dict) -> dict[str, Optional[int]]:
         """Files whose rows from a run over `before` (an earlier fingerprint) still hold: file name
         -> None (the file is as it was) or the byte size it had (a JSONL file that only grew: its
         first lines are the old ones). Other files are read anew."""
-        now = self.fingerprint()
-        keep: dict[str, Optional[int]] = {}
-        for name, new in now.items():
-            old = before.get(name)
-            if not old or not old.get("sha256") or not new.get("sha256"):
-                if old and old == new:  # no hash (remote or huge): size and mtime must both match
-                    keep[name] = None
-                continue
-            if old["sha256"] == new["sha256"]:
-                keep[name] = None
-            elif (file_format(name) == "jsonl" and not name.lower().endswith(".gz") and old.get("ends_newline")
-                  and new["size"] > old["size"]
-                  and _file_hash(self.root + "/" + name, limit=old["size"])[0] == old["sha256"]):
-                keep[name] = old["size"]
-        return keep
+        return unchanged_files(before, self.fingerprint(), self.root, _grows_by_lines)
 
     def check_columns(self, have_corpus: bool) -> None:
         """A clear error up front when the first file lacks a required column (later rows that
@@ -236,28 +217,6 @@ def open_pairs(path: str, dataset=None):
     return DatasetPairs(path, dataset) if hfdatasets.is_dataset(path) else PairsInput(path)
 
 
-def _local_fs():
-    import pyarrow.fs as pafs
-    return pafs.LocalFileSystem
-
-
-def _file_hash(path: str, limit: Optional[int] = None) -> tuple[str, bool]:
-    """SHA-256 of a file's first `limit` bytes (all by default) and whether they end with a newline."""
-    import hashlib
-
-    h, last, left = hashlib.sha256(), b"", limit
-    with open(path, "rb") as f:
-        while left is None or left > 0:
-            chunk = f.read(1 << 22 if left is None else min(1 << 22, left))
-            if not chunk:
-                break
-            h.update(chunk)
-            last = chunk[-1:]
-            if left is not None:
-                left -= len(chunk)
-    return h.hexdigest(), last == b"\n"
-
-
 def input_file(loc: Optional[str]) -> Optional[str]:
     """The file name of an `input_row` ("a.jsonl:12" or "b.parquet[3]")."""
     if not loc:
@@ -273,6 +232,9 @@ def file_format(path) -> Optional[str]:
     return "jsonl" if p.endswith(JSONL) else "parquet" if p.endswith(PARQUET) else None
 
 
+def _grows_by_lines(name: str) -> bool:
+    """A plain (not gzipped) JSONL file: lines appended to it leave its first bytes as they were."""
+    return file_format(name) == "jsonl" and not name.lower().endswith(".gz")
 
 
 def _datasource(files, fs, root, rows_per_block: int):
@@ -493,208 +455,3 @@ def table_stream(pairs: pa.Table) -> pa.Table:
     cols = {f.name: (pairs.column(f.name).cast(f.type) if f.name in pairs.column_names else pa.nulls(pairs.num_rows, f.type))
             for f in STREAM}
     return pa.table(cols, schema=STREAM)
-
-
-
-def read_corpus(path: str) -> pa.Table:
-    """doc_id, title, text, doc_meta of a docs JSONL/Parquet file or folder, a Hugging Face dataset
-    (labeler.hfdatasets), or a finished run's corpus stage (a run folder or its corpus/ folder)."""
-    t = _corpus_table(path)
-    if "doc_id" not in t.column_names or "text" not in t.column_names:
-        raise ValueError(f"corpus {path}: needs doc_id and text columns (has {t.column_names})")
-    meta_cols = [c for c in ("author", "space", "doc_type", "last_modified") if c in t.column_names]
-    meta = [doc_meta({c: (None if v is None else str(v)) for c, v in zip(meta_cols, vals)})
-            for vals in zip(*(t.column(c).to_pylist() for c in meta_cols))] if meta_cols else None
-    return pa.table({"doc_id": t.column("doc_id").cast(pa.string()), "text": t.column("text").cast(pa.string()),
-                     "title": t.column("title").cast(pa.string()) if "title" in t.column_names else pa.nulls(t.num_rows, pa.string()),
-                     "doc_meta": pa.array(meta, pa.string()) if meta is not None else pa.nulls(t.num_rows, pa.string())})
-
-
-def _corpus_table(path: str) -> pa.Table:
-    from . import hfdatasets
-    from .store import MANIFEST, read_parts
-
-    p = Path(path)
-    if "://" not in str(path):
-        for stage in (p, p / "corpus"):
-            if (stage / MANIFEST).is_file() and (stage / "data").is_dir():
-                return read_parts(stage / "data")
-    if hfdatasets.is_dataset(path):
-        return hfdatasets.load(path)[0].with_format("arrow")[:]
-    src = PairsInput(path)
-    parts = []
-    for f in src.files:
-        if file_format(f) == "parquet":
-            import pyarrow.parquet as pq
-            parts.append(pq.read_table(f, filesystem=src.fs))
-        else:
-            import pyarrow.json as pj
-            with src.fs.open_input_stream(f, compression="detect") as fh:
-                try:
-                    parts.append(pj.read_json(fh))
-                except pa.ArrowInvalid as e:
-                    raise ValueError(f"corpus {f}: not readable as JSON lines ({e})") from None
-    return pa.concat_tables(parts, promote_options="permissive")
-
-
-KNOWN_META = ("author", "space", "doc_type", "last_modified")
-
-
-def doc_meta(doc: dict) -> str:
-    """The JSON of a document's known metadata fields (what grading prompts show)."""
-    return json.dumps({k: doc.get(k) for k in KNOWN_META if doc.get(k)}, ensure_ascii=False)
-
-
-# -- judgments ----------------------------------------------------------------------------------
-
-JUDGED = ("query_id", "query", "doc_id", "title", "text", "grade", "expected_grade", "grade_probs", "status", "error",
-          "split", "source", "bm25_rank", "bm25_score")
-
-
-def read_judgments(path: str, *, queries: Optional[str] = None, corpus: Optional[str] = None,
-                   default_corpus: Optional[str] = None, strict: bool = True) -> pa.Table:
-    """Graded pairs to train a student on, from any of:
-
-    - a judge export (`labeler judge ... --out`, or a pipeline's judge stage folder): Parquet or
-      JSONL rows with query_id, doc_id, grade and, unless `corpus` gives them, query and text;
-    - a teacher-judgment fixture folder (bench/fixture.py: manifest.json, judgments.parquet,
-      queries.parquet), whose document text is joined from its corpus;
-    - TREC qrels (humans or another LLM) with `queries` (JSONL/Parquet: query_id or qid, query)
-      and `corpus` (docs: doc_id, text[, title]);
-    - a folder in the layout of an evaluation set: queries.jsonl, docs.jsonl, qrels.txt.
-
-    Every row must be usable: a grade outside 0-3, a doc_id missing from the corpus or a query
-    without text is an error naming the file and row, never a row quietly dropped. With `strict`
-    off (an evaluation set read for scoring), a pair without query or text is kept as status
-    "failed" with error "missing_field", so every source is scored on the same usable pairs.
-    """
-    import pyarrow.compute as pc
-
-    from .qrels import read_qrels, sniff_format
-
-    p = Path(path)
-    if (p / "qrels.txt").is_file() and (p / "queries.jsonl").is_file():  # an evaluation set's layout
-        return read_judgments(str(p / "qrels.txt"), queries=queries or str(p / "queries.jsonl"),
-                              corpus=corpus or str(p / "docs.jsonl"), strict=strict)
-    if (p / "manifest.json").is_file() and (p / "judgments.parquet").is_file():  # the fixture
-        import pyarrow.parquet as pq
-
-        man = json.loads((p / "manifest.json").read_text())
-        t = pq.read_table(p / "judgments.parquet")
-        q = pq.read_table(p / "queries.parquet", columns=["query_id", "query"])
-        # by position, not Table.join: Acero cannot carry the list column grade_probs through a join
-        at = pc.index_in(t.column("query_id"), value_set=q.column("query_id"))
-        t = t.append_column("query", pc.take(q.column("query"), at))
-        corpus = corpus or default_corpus or man.get("corpus")
-        where = f"{p}/judgments.parquet"
-    elif p.is_file() and sniff_format(p) == "qrels":
-        t = read_qrels(p)
-        where = str(p)
-    else:
-        src = PairsInput(path)
-        blocks = [b for b in src.blocks() if b.num_rows]
-        if not blocks:
-            raise ValueError(f"judgments {path}: no rows")
-        t = pa.concat_tables(blocks, promote_options="permissive")
-        bad = t.filter(pc.is_valid(t.column("_reason")))
-        if bad.num_rows:
-            r = bad.slice(0, 1).to_pylist()[0]
-            raise ValueError(f"judgments {r['_detail']}")
-        grades = _column_of(src, "grade")
-        t = t.append_column("grade", pa.array(grades, pa.int64())) if grades is not None else t
-        for name in ("expected_grade", "grade_probs", "status", "error"):
-            col = _column_of(src, name)
-            if col is not None:
-                t = t.append_column(name, pa.array(col))
-        where = path
-    return _complete_judgments(t, where, queries, corpus, strict)
-
-
-def _column_of(src: PairsInput, name: str) -> Optional[list]:
-    """A column the pairs schema does not carry (grade, expected_grade, status), in file order."""
-    import pyarrow.parquet as pq
-
-    values: list = []
-    found = False
-    for f in src.files:
-        if file_format(f) == "parquet":
-            with src.fs.open_input_file(f) as fh:
-                pf = pq.ParquetFile(fh)
-                if name in pf.schema_arrow.names:
-                    found = True
-                    values += pf.read(columns=[name]).column(name).to_pylist()
-                else:
-                    values += [None] * pf.metadata.num_rows
-        else:
-            with src.fs.open_input_stream(f, compression="detect") as fh:
-                for line in fh.read().split(b"\n"):
-                    if line.strip():
-                        v = json.loads(line).get(name)
-                        found = found or v is not None
-                        values.append(v)
-    return values if found else None
-
-
-def _complete_judgments(t: pa.Table, where: str, queries: Optional[str], corpus: Optional[str],
-                        strict: bool = True) -> pa.Table:
-    import pyarrow.compute as pc
-
-    n = t.num_rows
-    loc = t.column("input_row").to_pylist() if "input_row" in t.column_names else [f"{where}[{i}]" for i in range(n)]
-    if "grade" not in t.column_names:
-        raise ValueError(f"judgments {where}: no grade column")
-    status = t.column("status").to_pylist() if "status" in t.column_names else ["ok"] * n
-    errors = t.column("error").to_pylist() if "error" in t.column_names else [None] * n
-    grades = t.column("grade").to_pylist()
-    for i, (g, s) in enumerate(zip(grades, status)):
-        if s == "ok" and (g is None or not 0 <= int(g) <= 3):
-            raise ValueError(f"judgments {loc[i]}: grade {g!r} is not one of 0, 1, 2, 3")
-    cols = {c: t.column(c) for c in t.column_names}
-    if queries and ("query" not in cols or cols["query"].null_count == n):
-        qt = _read_any(queries)
-        qid = "query_id" if "query_id" in qt.column_names else "qid"
-        lookup = dict(zip(map(str, qt.column(qid).to_pylist()), qt.column("query").to_pylist()))
-        cols["query"] = pa.array([lookup.get(str(q)) for q in cols["query_id"].to_pylist()], pa.string())
-    if corpus and ("text" not in cols or cols["text"].null_count == n):
-        docs = read_corpus(corpus)
-        idx = pc.index_in(cols["doc_id"].cast(pa.string()), value_set=docs.column("doc_id"))
-        missing = pc.is_null(idx).to_pylist()
-        if any(missing):
-            i = missing.index(True)
-            raise ValueError(f"judgments {loc[i]}: doc_id {cols['doc_id'][i].as_py()!r} is not in the corpus {corpus}")
-        for c in ("text", "title", "doc_meta"):
-            cols[c] = docs.column(c).take(idx)
-    for c in ("query", "text"):
-        if c not in cols:
-            need = "--queries" if c == "query" else "--corpus"
-            raise ValueError(f"judgments {where}: no {c} column; give {need} to join it by id")
-        vals = cols[c].to_pylist()
-        for i, v in enumerate(vals):
-            if status[i] == "ok" and not (isinstance(v, str) and v.strip()):
-                if strict:
-                    raise ValueError(f"judgments {loc[i]}: {c} of ({cols['query_id'][i].as_py()}, "
-                                     f"{cols['doc_id'][i].as_py()}) is missing or empty")
-                status[i], errors[i] = "failed", MISSING_FIELD
-    out = {}
-    for c in JUDGED:
-        if c in cols:
-            out[c] = cols[c]
-    out["status"] = pa.array(status, pa.string())
-    out["error"] = pa.array(errors, pa.string())
-    out["grade"] = pa.array([None if g is None else int(g) for g in grades], pa.int8())
-    if "expected_grade" not in out:
-        out["expected_grade"] = out["grade"].cast(pa.float32())
-    for c in ("query_id", "doc_id"):
-        out[c] = cols[c].cast(pa.string())
-    return pa.table(out)
-
-
-def _read_any(path: str) -> pa.Table:
-    """A small JSONL or Parquet table read whole (queries files)."""
-    import pyarrow.json as pj
-    import pyarrow.parquet as pq
-
-    if file_format(path) == "parquet":
-        return pq.read_table(path)
-    with open(path, "rb") as f:
-        return pj.read_json(f)
