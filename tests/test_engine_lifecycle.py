@@ -82,12 +82,13 @@ def _env(mark: str) -> dict:
 
 def test_no_process_outlives_ctrl_c(tmp_path, tiny_config):
     mark = uuid.uuid4().hex
-    cmd = _cmd(tiny_config, _pairs(tmp_path / "p.jsonl", 20000), tmp_path / "out", "--set", "judge.engine.batch_size=4")
+    # Enough pairs that the run is still grading when the signal comes (at the engine's start).
+    cmd = _cmd(tiny_config, _pairs(tmp_path / "p.jsonl", 4000), tmp_path / "out", "--set", "judge.engine.batch_size=4")
     p = subprocess.Popen(cmd, cwd=ROOT, env=_env(mark), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 300
         while time.time() < deadline and p.poll() is None and _engine_core(mark) is None:
-            time.sleep(0.5)
+            time.sleep(0.2)
         assert p.poll() is None and _engine_core(mark) is not None, "the engine never came up"
         p.send_signal(signal.SIGINT)  # what Ctrl-C sends to the command
         _, err = p.communicate(timeout=120)
@@ -101,7 +102,9 @@ def test_no_process_outlives_ctrl_c(tmp_path, tiny_config):
 def test_a_killed_engine_is_restarted_and_every_pair_is_labeled_once(tmp_path, tiny_config):
     """Also: no process outlives the finished run (its restarted engine's included)."""
     mark = uuid.uuid4().hex
-    n = 6000
+    # The engine is killed as the first part (8 pairs) lands: 2,000 pairs leave seconds of grading
+    # after it at ~900 pairs/s (2 cores, engine processes), several times the kill's poll.
+    n = 2000
     out = tmp_path / "out"
     cmd = _cmd(tiny_config, _pairs(tmp_path / "p.jsonl", n), out, "--set", "judge.engine.batch_size=8")
     p = subprocess.Popen(cmd, cwd=ROOT, env=_env(mark), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -114,7 +117,7 @@ def test_a_killed_engine_is_restarted_and_every_pair_is_labeled_once(tmp_path, t
                 if killed is not None:
                     killed.kill()
                     break
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert killed is not None and p.poll() is None, "the run ended before its engine could be killed"
         stdout, stderr = p.communicate(timeout=600)
     finally:
