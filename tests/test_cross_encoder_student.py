@@ -251,6 +251,8 @@ def test_pipeline_distills_a_cross_encoder_and_labels_with_it(tiny_config, tiny_
 
     cfg, _ = tiny_config
     cfg.distill = _cfg(tiny_encoder, epochs=1, title_groups=5, title_min_words=2)
+    # Every train query trains (none set aside to validate on), so the counts below are per query.
+    cfg.distill.validation_fraction = 0.0
     # The label stage's engine actors take the teacher's resources: one actor of half a CPU leaves room
     # on 2 cores for the pair preparation actor that feeds it.
     cfg.judge.engine.cpus_per_actor, cfg.judge.engine.num_actors = 0.5, 1
