@@ -376,3 +376,16 @@ def is_prepared(name: str) -> bool:
     its conversion is in the cache)."""
     m = OFFLINE[name]
     return m.kind == "hf" or (cache_dir() / "models" / name / "config.json").is_file()
+
+
+def prepare_models(specs, log) -> None:
+    """Convert the offline models among `specs` into the cache now, in this process (each once;
+    a no-op when done): commands call it before Ray starts, so no engine actor converts."""
+    import time
+
+    for spec in specs:
+        if spec and spec.startswith(OFFLINE_PREFIX) and not is_prepared(spec[len(OFFLINE_PREFIX):]):
+            t0 = time.time()
+            log(f"preparing the offline model {spec} (once, into the model cache)")
+            prepare_offline(spec[len(OFFLINE_PREFIX):])
+            log(f"prepared {spec} in {time.time() - t0:.0f}s")

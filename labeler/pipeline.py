@@ -16,6 +16,7 @@ from typing import Optional
 from .config import Config
 from .raycluster import init_ray
 from .stages import BY_NAME, NAMES
+from .models import prepare_models
 from .store import RunStore, write_json_atomic
 
 STAGES = NAMES
@@ -135,27 +136,6 @@ def model_specs(cfg: Config, stages) -> list[str]:
     if "distill" in stages:
         specs.append(cfg.distill.base_model_key()[1])
     return list(dict.fromkeys(specs))
-
-
-def prepare_models(specs, log) -> None:
-    """Convert the offline models among `specs` into the cache now (each once; a no-op when done)."""
-    from .models import OFFLINE_PREFIX, is_prepared, prepare_offline
-
-    for spec in specs:
-        if spec.startswith(OFFLINE_PREFIX) and not is_prepared(spec[len(OFFLINE_PREFIX):]):
-            t0 = time.time()
-            log(f"preparing the offline model {spec} (once, into the model cache)")
-            prepare_offline(spec[len(OFFLINE_PREFIX):])
-            log(f"prepared {spec} in {time.time() - t0:.0f}s")
-
-
-def _brief(m: dict) -> dict:
-    return {k: m.get(k) for k in ("rows_in", "rows_out", "rows_rejected", "rejected_by_reason", "wall_s")}
-
-
-def _reasons(m: dict) -> str:
-    r = m.get("rejected_by_reason") or {}
-    return f" ({', '.join(f'{k}: {v}' for k, v in r.items())})" if r else ""
 
 
 # Below this many held-out pairs the summary says the agreement figures are a small sample.

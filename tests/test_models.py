@@ -113,3 +113,26 @@ def test_streamed_tensors_equal_transformers_gguf_loader_in_bf16(killed_then_pre
     saved = json.loads((out / "config.json").read_text())
     assert saved["dtype"] == "bfloat16" and saved["architectures"] == ["LlamaForCausalLM"]
     assert saved["tie_word_embeddings"] is True
+
+
+def test_a_command_prepares_its_offline_models_before_ray_starts(tmp_path, monkeypatch):
+    """The pipeline's preflight converts the models its stages use in the command's own process,
+    so no engine actor converts one (where its memory is an actor's, and a kill is retried)."""
+    import ray
+
+    from labeler.config import dotted_override, load_config
+    from labeler.models import is_prepared
+    from labeler.pipeline import Pipeline, model_specs
+    from conftest import ROOT
+
+    monkeypatch.setenv("LABELER_CACHE", str(tmp_path / "cache"))
+    cfg = load_config(ROOT / "configs" / "tiny.yaml", dotted_override("distill.base_model=offline:" + NAME))
+    assert model_specs(cfg, ["distill"]) == ["offline:" + NAME]
+    assert not is_prepared(NAME)
+    lines = []
+    Pipeline(cfg, tmp_path / "run", log=lines.append).preflight(["distill"])
+    assert is_prepared(NAME) and not ray.is_initialized()
+    assert lines[0] == f"preparing the offline model offline:{NAME} (once, into the model cache)"
+    lines.clear()
+    Pipeline(cfg, tmp_path / "run", log=lines.append).preflight(["distill"])
+    assert lines == []  # done once

@@ -50,6 +50,9 @@ def standalone_distill(args, cfg, out: Path) -> int:
         raise ValueError(f"distill.kind={cfg.distill.kind} with title groups needs a run's BM25 index; "
                          f"run `labeler distill CONFIG` in a pipeline run, or set title_groups: 0")
     out.mkdir(parents=True, exist_ok=True)
+    from ..models import prepare_models
+
+    prepare_models([cfg.distill.base_model_key()[1]], log.info)  # before Ray, in this process
     init_ray(cfg.ray)
     work = out / ".labeler" / "ray_train"
     trained = student.train(data, work, out / "model")

@@ -102,6 +102,9 @@ def standalone(args, cfg, out) -> int:
             why = "the input files changed" if same is not None else "--retry-failed"
             log.info("[%s] %s: %d rows of the last run kept, %d to grade again%s", args.cmd, why, kept,
                      s.rows - kept, f" (files kept: {sorted(same)})" if same else "")
+        from ..models import prepare_models
+
+        prepare_models([engine.model], log.info)  # before Ray: a conversion is not an engine actor's work
         init_ray(cfg.ray)
         n = grade(w, pairs, engine, cfg.judge.grading, cfg.seed, corpus=args.corpus, scanned=s)
         extra = {**_part_stats(w.work / "data"), "model": engine.model, "pairs": str(args.pairs),
