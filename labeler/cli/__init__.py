@@ -17,6 +17,11 @@ from ..logsetup import own_terminal, setup_logging
 
 log = logging.getLogger("labeler")
 
+DESCRIPTION = ("Graded relevance labels from a document corpus: synthetic queries, BM25 hard negatives, "
+               "a teacher LLM's grades, and a small student distilled from them that labels pairs at scale. "
+               "`labeler run CONFIG` runs the whole pipeline; `labeler judge|label CONFIG --pairs PAIRS` "
+               "grades your own pairs.")
+
 
 def _common(p: argparse.ArgumentParser, out_required: bool = False):
     p.add_argument("config", help="YAML config (see configs/demo.yaml)")
@@ -50,7 +55,8 @@ def _pairs_args(p: argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from ..stages import BY_NAME, NAMES as STAGE_CMDS
 
-    ap = argparse.ArgumentParser(prog="labeler", description=__doc__)
+    ap = argparse.ArgumentParser(prog="labeler", description=DESCRIPTION,
+                                 epilog="Quick start: `make demo`. Every command: `labeler CMD -h`.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="run every stage (finished stages are skipped)")
     _common(p)
