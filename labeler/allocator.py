@@ -4,13 +4,10 @@ Arrow's buffers from malloc in every process (below).
 A vLLM step on a CPU allocates vocabulary-wide tensors (logits and log-probabilities: rows x
 vocabulary x 4 bytes, 8-32 MB for a 49k vocabulary) whose size changes with every step's number of
 sequences. glibc raises its mmap threshold to 32 MB after the first such free, so these come from
-its heap, whose holes do not fit the next step's sizes: direct vLLM grew from 2.9 to 3.6 GB over
-its first 70k pairs and only then stopped (the Worker's peak +10-15% from 100k to 1M pairs
-before). jemalloc's size classes reuse those holes. Measured on direct vLLM (random Llama, token
-ids, 2 cores, 20k prompts cycled), in one process: +4% RSS and flat after 40k pairs with decay
-off, and 4-14% more pairs/s than glibc; with jemalloc's default decay as flat but 17% slower
-(pages it purges are faulted in again every step); glibc with a fixed 8 MB mmap threshold 21%
-slower. Through the label stage with `in_process`, 100k pairs: 1,144 pairs/s against glibc's 1,015.
+its heap, whose holes do not fit the next step's sizes, and the engine's memory grows through the
+first part of a run. jemalloc's size classes reuse those holes, so the engine stays flat and grades
+faster; decay stays off, because pages it purges are faulted in again every step. The A/B runs
+behind this are in docs/benchmarks.md.
 
 The library is the one Ray ships (`ray/core/libjemalloc.so`), so nothing more is installed. It must
 be preloaded when a process starts, so it is set in the engine actor's runtime_env (vLLM's own
@@ -30,13 +27,11 @@ log = logging.getLogger(__name__)
 
 # An engine in one process (engine.in_process): keep every page jemalloc touched (no purging), so
 # the working set is reused each step. Not with vLLM's EngineCore and Worker processes: there the
-# EngineCore (whose threads free what others allocated) then grew about 1.1 KB a pair (0.56 to
-# 1.45 GB over 1M pairs; 150 B a pair with one arena), and with jemalloc's own decay the stage
-# labeled about 645 pairs/s (its first 50k of 100k) against glibc's 872: `auto` keeps glibc there.
+# EngineCore (whose threads free what others allocated) then grew with every pair graded, and
+# with jemalloc's own decay the stage was slower than with glibc: `auto` keeps glibc there.
 # One arena: an engine in a Ray Data actor is called on its own thread (engines.base.EngineThread)
 # and fed by Ray's, and with an arena per thread and no purging, what one thread freed into the
-# other's arena stayed there: the engine actor grew 1,875 -> 1,979 MB over 300k pairs and reached
-# 2,510 MB at 1M (1,887 at 100k). In one process, 60k pairs on the engine's thread: flat after 20k.
+# other's arena stayed there, so the engine actor grew with the run; with one arena it stays flat.
 JEMALLOC_CONF_ONE_PROCESS = "narenas:1,dirty_decay_ms:-1,muzzy_decay_ms:-1"
 
 
@@ -53,14 +48,11 @@ def jemalloc_path() -> Optional[str]:
 # Arrow's buffers from the process's malloc (glibc's, or jemalloc where preloaded), not from the
 # mimalloc Arrow bundles as its default. Ray frees a block in another thread than the one that made
 # it (a read task's, once in the object store), and mimalloc kept those pages: a read worker grew
-# 110 -> 152-165 MB over each 100k-row file with 14 MB of buffers live. In the driver, the keys
-# pre-pass left it holding 5-6 MB more after 1M pairs than after 100k (with malloc, the same), and
-# its peak, as it exports the labels at the end, varied from run to run (176 and 197 MB in two
-# 100k runs). Through the label stage, 100k pairs, two runs each way: the driver's peak 176-197 ->
-# 138 MB, the prepare actor 464 -> 446, the engine actor 1,881-1,912 -> 1,853-1,876, a read worker
-# 138 -> 123-125, at the same rate (1,051 and 1,070 pairs/s against 1,063 and 1,117). Set for
-# Ray's workers by `arrow_pool_env` (raycluster.init_ray), for the `labeler` command's own
-# process by `use_malloc_for_arrow`.
+# over each file far past the buffers it held live, and the driver's peak as it exports the labels
+# varied from run to run. With malloc every process's peak is lower and steadier, at the same rate
+# (docs/benchmarks.md, "What the memory settings hold flat"). Set for Ray's workers by
+# `arrow_pool_env` (raycluster.init_ray), for the `labeler` command's own process by
+# `use_malloc_for_arrow`.
 ARROW_POOL = "system"
 
 
@@ -73,7 +65,7 @@ def use_malloc_for_arrow() -> None:
     """This process's Arrow buffers from malloc, unless the user chose a pool. Arrow reads the
     variable once, as pyarrow loads, so the command calls this before importing it; where pyarrow
     is already loaded, only pyarrow's own default pool can still change (Arrow's C++ reads and
-    writes keep mimalloc: the driver's peak was then 159-178 MB against 138)."""
+    writes keep mimalloc, and the driver's peak stays above what setting it first gives)."""
     os.environ.update(arrow_pool_env())
     if "pyarrow" in sys.modules and os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "system":
         import pyarrow as pa

@@ -79,22 +79,21 @@ class EngineConfig(_Strict):
     # on a GPU, 2048 on a CPU.
     max_num_batched_tokens: Optional[int] = Field(None, ge=64)
     # vLLM on a CPU: the KV block size (prefix caching reuses whole blocks only; None: 32 on a
-    # CPU, its smallest, which cached 48% of the teacher's prompt tokens against 39% at vLLM's 128).
+    # CPU, its smallest, so that more of a prompt's shared prefix is cached than at vLLM's 128).
     block_size: Optional[int] = Field(None, ge=16)
     # vLLM on a CPU: OpenMP threads of the model. None: vLLM's own binding (it keeps one core for
-    # its scheduler); "all": every core of the machine, none kept (one engine per machine: 1.9x
-    # the teacher's pairs/s on 2 cores); N: cores 0..N-1.
+    # its scheduler); "all": every core of the machine, none kept (one engine per machine, whose
+    # model then also gets the core vLLM keeps, the faster choice on few cores); N: cores 0..N-1.
     cpu_threads: Optional[Union[int, Literal["all"]]] = None
     # vLLM: run the engine core and its worker inside the engine actor's own process (vLLM's
     # in-process client and "uni" executor) instead of an EngineCore and a Worker process. None
     # (the default): in process on a CPU, where the EngineCore's shared-memory queue busy-waits for
     # a core the model needs and only this mode keeps the engine's memory flat (labeler.allocator);
-    # engine processes on a GPU and with tensor_parallel_size > 1. On 2 Intel cores through the label
-    # stage, 100k pairs: 1,011 pairs/s in process against 872 with engine processes. A step past
-    # vLLM's execute-model limit ends the actor, as a dead EngineCore process does (engines.vllm_engine).
+    # engine processes on a GPU and with tensor_parallel_size > 1. A step past vLLM's
+    # execute-model limit ends the actor, as a dead EngineCore process does (engines.vllm_engine).
     in_process: Optional[bool] = None
     # The malloc of a vLLM engine's processes (labeler.allocator). auto: jemalloc (Ray's own
-    # library, decay off) for an in_process engine on a CPU, where glibc's heap grew 25% over a run
+    # library, decay off) for an in_process engine on a CPU, where glibc's heap grows over a run
     # with vLLM's step-sized vocabulary tensors; glibc otherwise. system: glibc; jemalloc: always.
     malloc: Literal["auto", "jemalloc", "system"] = "auto"
     # Ray Data actor pool: rows per call, and resources per engine actor.
@@ -282,9 +281,8 @@ class MineConfig(_Strict):
 class GradeConfig(_Strict):
     """Shared by the teacher (judge) and the student (label): one prompt, one grade scale."""
 
-    # The defaults are the best measured (bench/judge_liveqa.py, Qwen2.5-Coder-1.5B, 60 LiveQA-Med dev
-    # pairs): grade_plain beat grade_umbrela on alpha (0.62 vs 0.33), and 192 document tokens beat 96
-    # and 384 (alpha 0.62 vs 0.55 and 0.61).
+    # The defaults are the ones that agreed best with human grades (bench/judge_liveqa.py,
+    # docs/benchmarks.md): grade_plain over grade_umbrela, and 192 document tokens over 96 and 384.
     prompt: str = "grade_plain"
     max_doc_tokens: int = Field(192, ge=16)
     # Fewer than this probability mass on the grade tokens is recorded (grade_mass), still graded;

@@ -1,9 +1,9 @@
 """What this machine's processor can do fast, and the dtype that follows from it.
 
 bf16 is only fast where the CPU has native bf16 instructions (AVX512_BF16 or AMX). On an AVX2-only
-CPU vLLM's bf16 path was measured 14x slower than float32 (Qwen2.5-Coder-1.5B, 264-token prompts:
-0.024 vs 0.33 pairs/s), long enough for one engine step to pass vLLM's 300 s step timeout. So
-`auto`, the default everywhere, resolves from the CPU flags (or the GPU), and the choice is logged.
+CPU vLLM's bf16 path is an order of magnitude slower than float32 (docs/benchmarks.md), slow
+enough for one engine step to pass vLLM's execute-model timeout. So `auto`, the default
+everywhere, resolves from the CPU flags (or the GPU), and the choice is logged.
 
 `LABELER_NO_BF16=1` makes this machine behave as one without bf16 (to test the AVX2 path on an
 AVX-512 machine).

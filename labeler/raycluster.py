@@ -37,8 +37,8 @@ def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
             env.setdefault(k, os.environ[k])
     runtime_env = {"env_vars": env}
     address = cfg.address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
-    # The workers' own logs (Ray, vLLM: 160-260 lines in a small run) stay in Ray's log folder
-    # unless the command runs with -v; the stages' progress lines are labeler's own.
+    # The workers' own logs (Ray, vLLM: hundreds of lines even in a small run) stay in Ray's log
+    # folder unless the command runs with -v; the stages' progress lines are labeler's own.
     verbose = logging.getLogger("labeler").isEnabledFor(logging.DEBUG)
     # What Ray, its C++ core worker and Ray Data write to this process's stderr goes to a file from
     # here on (named below, in Ray's log folder), unless -v or a job's log is the terminal.
@@ -55,8 +55,8 @@ def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
         # still-running entrypoint as SUCCEEDED.)
         os.environ.setdefault("RAY_process_group_cleanup_enabled", "true")
         # No dashboard, so no one reads Ray's metrics; recording them cost memory that grew with
-        # the run: Ray Data's _StatsActor 105 -> 118 MB and the driver with it over 1M pairs
-        # (native memory, not Python objects), flat without. RAY_enable_metrics_collection=1 keeps them.
+        # the run in Ray Data's _StatsActor and the driver (native memory, not Python objects),
+        # flat without. RAY_enable_metrics_collection=1 keeps them.
         os.environ.setdefault("RAY_enable_metrics_collection", "0")
         ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), include_dashboard=False,
                  object_store_memory=cfg.object_store_memory, runtime_env=runtime_env,

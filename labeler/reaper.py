@@ -2,7 +2,7 @@
 
 vLLM starts its EngineCore and worker processes from the Ray actor that holds the engine. When
 the actor dies (a crash, `ray.shutdown()`, a kill), those grandchildren are orphaned, and a busy
-vLLM worker was seen to ignore SIGTERM and keep 5.6 GB and a core until SIGKILL. Three layers:
+vLLM worker was seen to ignore SIGTERM and keep its memory and a core until SIGKILL. Three layers:
 
 - Ray's own: local Ray starts with `RAY_process_group_cleanup_enabled` (raylet kills the process
   group of a worker that exited or crashed; labeler.raycluster).

@@ -145,8 +145,8 @@ class EngineThread:
     them. Ray Data builds an actor's UDF in the actor's main thread and calls it from a thread of
     its own, so an engine built in one and called in the other kept two teams for two cores:
     libgomp then counts more threads than CPUs, and its threads sleep at every barrier instead of
-    spinning. Direct vLLM called from a second thread graded 963-989 pairs/s against 1,098 from
-    the thread that built it (3,300 context switches a second against 1,335).
+    spinning: more context switches and fewer pairs graded than from the thread that built it
+    (docs/benchmarks.md).
     """
 
     def __init__(self):

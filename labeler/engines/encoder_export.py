@@ -86,8 +86,8 @@ class ScoringEngine(Engine):
     @staticmethod
     def use_threads(cfg) -> None:
         """engine.cpu_threads for torch: inside a Ray actor torch otherwise runs on the actor's
-        OMP_NUM_THREADS (its CPUs, 1 by default), a quarter of the encoder's single-process rate
-        on 2 cores when the actor is the machine's only engine."""
+        OMP_NUM_THREADS (its CPUs, 1 by default), far below the encoder's single-process rate
+        when the actor is the machine's only engine."""
         n = thread_count(cfg.cpu_threads)
         if n is not None:
             import torch

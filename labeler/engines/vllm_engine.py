@@ -13,8 +13,8 @@ from ..hardware import resolve_dtype, thread_count
 from ..reasons import NO_GRADE_TOKEN, PROMPT_TOO_LONG
 from .base import GRADE_STRINGS, Completion, Engine, EngineWatch, GradeResult, grade_from_top_logprobs
 
-# Tokens per engine step on a CPU: at the slowest measured rate (Qwen2.5-Coder-1.5B in float32 on
-# AVX2, ~90 prompt tokens/s) a step is then ~25 s, an eighth of vLLM's 300 s step timeout.
+# Tokens per engine step on a CPU: few enough that even on the slowest CPU path (float32 on AVX2)
+# one step stays well inside vLLM's execute-model timeout (docs/benchmarks.md).
 CPU_MAX_BATCHED_TOKENS = 2048
 # The smallest block vLLM's CPU attention takes (a multiple of 32): finer prefix-cache reuse.
 CPU_BLOCK_SIZE = 32

@@ -72,8 +72,8 @@ def stable_hash64(keys: list) -> "np.ndarray":
 class DoneKeys:
     """The keys earlier attempts finished, held compactly: sorted 64-bit hashes (8 bytes a key)
     beside the keys themselves as one Arrow string array (their bytes, no Python objects). A hash
-    hit is confirmed against the key, so a collision never skips a pair. At 1M done keys: ~35 MB,
-    where a Python set of the same strings took ~120 bytes a key."""
+    hit is confirmed against the key, so a collision never skips a pair. A Python set of the same
+    strings would hold a Python object per key, several times the memory."""
 
     def __init__(self, keys: pa.Array):
         import numpy as np
@@ -121,8 +121,7 @@ def scan(source: PairsInput) -> InputScan:
     in every attempt. The first keeps a 32-bit hash per row (4 bytes: 4 MB for 1M pairs, sorted in
     place) and finds the hashes that repeat; the second compares the real keys of the rows with
     those hashes only, so a hash collision (about a hundred rows in 1M) is never taken for a
-    duplicate. (A probe of this pass alone, 1M pairs: 172-178 MB peak, 195 with 64-bit hashes and
-    an argsort; 155-160 at 100k.)"""
+    duplicate. The pass's peak barely grows with the input's size (docs/benchmarks.md)."""
     import numpy as np
 
     def hashed(b: pa.Table) -> tuple[pa.Table, list, np.ndarray]:
@@ -435,9 +434,9 @@ def grade(writer, pairs, engine: EngineConfig, grading: GradeConfig, seed: int =
                 scanned = scan(source)
         s = scanned
         total, duplicates = s.rows, s.duplicates
-        # At most one read task per engine actor: reading is ~100x faster than grading. Ray Data's
-        # default started three at once at the start of a ten-file run, and a read worker's peak
-        # then (168 MB) was above any one file's alone (142-156 MB, one 100k-row group decoded).
+        # At most one read task per engine actor: reading is far faster than grading, so more
+        # reads only hold more decoded files at once. Ray Data's default started several at the
+        # start of a many-file run, and a read worker's peak then rose above any one file's alone.
         ds = source.dataset(rows_per_block=engine.batch_size, concurrency=engines)
         # Ray Data merges a task's outputs up to 128 MiB blocks: a whole input file would become one
         # part. Blocks of about one engine batch (~2 KiB a row) keep parts, memory and resumption

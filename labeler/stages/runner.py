@@ -124,8 +124,9 @@ class Progress:
     batch comes back (the engines loading, a long batch): a run never looks hung.
 
     The rate is counted from the first batch that comes back, not from the start: before it,
-    the engines are loading (a minute for a 1.5B model on a CPU), and a rate that includes the
-    start-up made early ETAs 20-40 times too long. Until then the line says the engines are starting.
+    the engines are loading (long for a billion-parameter model on a CPU), and a rate that
+    includes the start-up made early ETAs many times too long. Until then the line says the
+    engines are starting.
     """
 
     def __init__(self, stage: str, total: int, done: int = 0, every_s: float = 10.0,
@@ -221,8 +222,8 @@ def _duration(s: float) -> str:
 def dataset_of(table: pa.Table, batch_size: int, max_blocks: int = 200):
     """A Ray dataset of `table` in blocks of about one batch, cut on the driver.
 
-    Not `repartition`: that is an all-to-all barrier before the first row reaches an actor (60% of
-    the mine stage's time over 10k queries), and its tasks ask for a whole CPU, which on 2 cores
+    Not `repartition`: that is an all-to-all barrier before the first row reaches an actor (most
+    of the mine stage's time went there), and its tasks ask for a whole CPU, which on 2 cores
     beside an engine pool never comes: the stage hangs.
     """
     import ray
@@ -251,9 +252,9 @@ def output_blocks(ds):
 
     Not `iter_batches`: its iterator sends Ray Data's whole `DatasetStats` to the `_StatsActor`
     every five seconds, and that object holds one `BlockStats` per block the run has produced so
-    far (ray-project/ray#66016): 54 KB early in a 1M-pair run, 543 KB at its end. With an instant
-    engine over 1M pairs the `_StatsActor` grew 105 -> 124 MB that way, 105 -> 118 without (the rest
-    was Ray's metrics: raycluster.init_ray). The executor's own small metrics still go to the actor.
+    far (ray-project/ray#66016), so each report grows with the run and the `_StatsActor` grew with
+    them (the rest of its growth was Ray's metrics: raycluster.init_ray). The executor's own small
+    metrics still go to the actor.
     """
     import ray
     from ray.data.block import BlockAccessor

@@ -98,7 +98,7 @@ def deepspeed_config(cfg: DistillConfig, world: int) -> dict:
         "gradient_clipping": 1.0,
         "zero_optimization": {"stage": cfg.zero_stage},
         "bf16": {"enabled": resolve_bf16(cfg.bf16, gpu=cfg.use_gpu)},
-        # torch's AdamW on CPU avoids compiling DeepSpeed's cpu_adam op (~2 minutes).
+        # torch's AdamW on CPU avoids compiling DeepSpeed's cpu_adam op (minutes on a fresh machine).
         "optimizer": {"type": "AdamW", "params": {"lr": cfg.lr, "weight_decay": cfg.weight_decay,
                                                    "torch_adam": not cfg.use_gpu}},
         "steps_per_print": 1 << 30,
