@@ -16,7 +16,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-all models clean-venv
+.PHONY: install demo test test-fast models clean-venv
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -42,14 +42,14 @@ demo: $(STAMP)
 	$(VENV)/bin/labeler models prepare
 	$(VENV)/bin/labeler run configs/demo.yaml --out $(OUT)
 
-# CI's command, kept under 20 minutes on 2 cores: everything but the tests marked slow.
+# CI's command (.ci/run): every test, the end-to-end ones too (real vLLM engines, Ray Train +
+# DeepSpeed, the whole pipeline, the Jobs API, the autoscaler, two Ray nodes).
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
-
-# The slow end-to-end runs too (real vLLM engines, Ray Train + DeepSpeed, the whole pipeline,
-# the Jobs API, the autoscaler): about 40 minutes on 2 cores.
-test-all: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The edit loop: everything but the tests marked slow.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
 clean-venv:
 	rm -rf $(VENV)
