@@ -16,6 +16,10 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The AWS SDK (pyarrow's S3) must never probe the instance-metadata address from a test.
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+# Ray Train's controller looks at its workers every 2 s by default, and a fit waits for several of
+# those looks (start, reports, finish): a fit of a loop that does nothing took ~15 s on 2 cores, ~9 s
+# at 0.2 s. Read by the controller's process, so it reaches the `labeler` commands tests start too.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DOCS = ROOT / "data" / "demo" / "docs.jsonl"
