@@ -160,3 +160,19 @@ def shared_path(*parts) -> Path:
     if not p.exists():
         pytest.skip(f"{p} is absent (../shared/data is not part of the project)")
     return p
+
+
+@pytest.fixture
+def labeler_logging():
+    """The command's logging set up in this process, undone after the test."""
+    import logging
+
+    from labeler import logsetup
+
+    logger = logging.getLogger("labeler")
+    saved = (logger.level, list(logger.handlers), logger.propagate, dict(logsetup._state))
+    yield
+    logger.setLevel(saved[0])
+    logger.handlers[:] = saved[1]
+    logger.propagate = saved[2]
+    logsetup._state.update(saved[3])

@@ -214,22 +214,6 @@ def test_stage_turns_a_memory_kill_into_one_line(tmp_path):
     assert "judge.engine.num_actors" in line
 
 
-@pytest.fixture
-def labeler_logging():
-    """The command's logging set up in this process, undone after the test."""
-    import logging
-
-    from labeler import logsetup
-
-    logger = logging.getLogger("labeler")
-    saved = (logger.level, list(logger.handlers), logger.propagate, dict(logsetup._state))
-    yield
-    logger.setLevel(saved[0])
-    logger.handlers[:] = saved[1]
-    logger.propagate = saved[2]
-    logsetup._state.update(saved[3])
-
-
 @pytest.mark.parametrize("verbose", [False, True])
 def test_command_prints_one_line_and_exits_4(monkeypatch, capsys, labeler_logging, verbose):
     import labeler.cli as cli

@@ -65,7 +65,7 @@ def test_verbose_keeps_everything_on_the_terminal():
         assert line in r.stderr
 
 
-def test_a_test_process_keeps_its_stderr(labeler_state):
+def test_a_test_process_keeps_its_stderr(labeler_logging):
     """Only the command's own process diverts: a process that merely set up labeler's logging
     (a job's entrypoint, a test calling the command's functions) keeps its stderr."""
     from labeler import logsetup
@@ -77,17 +77,6 @@ def test_a_test_process_keeps_its_stderr(labeler_state):
     assert not logsetup.owns_terminal()  # -v
 
 
-@pytest.fixture
-def labeler_state():
-    from labeler import logsetup
-
-    logger = logging.getLogger("labeler")
-    saved = (logger.level, list(logger.handlers), logger.propagate, dict(logsetup._state))
-    yield
-    logger.setLevel(saved[0])
-    logger.handlers[:] = saved[1]
-    logger.propagate = saved[2]
-    logsetup._state.update(saved[3])
 
 
 # -- no long silences ---------------------------------------------------------------------------
