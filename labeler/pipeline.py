@@ -138,6 +138,15 @@ def model_specs(cfg: Config, stages) -> list[str]:
     return list(dict.fromkeys(specs))
 
 
+def _brief(m: dict) -> dict:
+    return {k: m.get(k) for k in ("rows_in", "rows_out", "rows_rejected", "rejected_by_reason", "wall_s")}
+
+
+def _reasons(m: dict) -> str:
+    r = m.get("rejected_by_reason") or {}
+    return f" ({', '.join(f'{k}: {v}' for k, v in r.items())})" if r else ""
+
+
 # Below this many held-out pairs the summary says the agreement figures are a small sample.
 SMALL_SAMPLE = 200
 
