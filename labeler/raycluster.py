@@ -58,7 +58,9 @@ def init_ray(cfg: RayConfig, working_dir: Optional[str] = None):
         # the run in Ray Data's _StatsActor and the driver (native memory, not Python objects),
         # flat without. RAY_enable_metrics_collection=1 keeps them.
         os.environ.setdefault("RAY_enable_metrics_collection", "0")
-        ray.init(num_cpus=cfg.num_cpus or os.cpu_count(), include_dashboard=False,
+        # "local": a new Ray of its own even when a cluster started with `ray start` runs on this
+        # machine (ray.init would attach to that one, and refuse num_cpus).
+        ray.init(address="local", num_cpus=cfg.num_cpus or os.cpu_count(), include_dashboard=False,
                  object_store_memory=cfg.object_store_memory, runtime_env=runtime_env,
                  log_to_driver=verbose)
         _local["started"] = True
