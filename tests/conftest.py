@@ -102,7 +102,8 @@ class VLLMServe:
     """`vllm serve` on the tiny model for the tests that need a real OpenAI-compatible server
     (`args` are also what `vllm run-batch` takes to grade as it does). Started by the first test
     that asks for it, kept for the next one if it asks too, stopped as soon as the next does not
-    (pytest_runtest_teardown): the tests that use it sit next to each other."""
+    (pytest_runtest_teardown): the tests that use it sit next to each other. A test waits for it
+    when it first reads `url`, so it can start other work while the server loads."""
 
     env = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 
@@ -110,17 +111,24 @@ class VLLMServe:
         self.args = ["--model", model, "--served-model-name", "tiny", "--max-model-len", "512", "--dtype", "bfloat16",
                      "--enforce-eager", "--max-logprobs", "20"]
         self.proc = None
-        self.url = None
+        self.port = None
+        self.healthy = False
 
     def start(self) -> "VLLMServe":
         if self.proc is None or self.proc.poll() is not None:
-            port = free_port()
+            self.port = free_port()
             self.proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", *self.args,
-                                          "--port", str(port)], env={**os.environ, **self.env},
+                                          "--port", str(self.port)], env={**os.environ, **self.env},
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.url = f"http://127.0.0.1:{port}/v1"
-            wait_healthy(self.proc, port)
+            self.healthy = False
         return self
+
+    @property
+    def url(self) -> str:
+        if not self.healthy:
+            wait_healthy(self.proc, self.port)
+            self.healthy = True
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

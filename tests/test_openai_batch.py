@@ -168,7 +168,8 @@ judge:
 @pytest.mark.slow
 def test_vllm_run_batch_grades_as_vllm_serve(vllm_server, tmp_path):
     """The same pairs through `vllm serve` request by request and through `vllm run-batch` (the
-    fake server's batches run by it, with the server's own arguments): the same grades."""
+    fake server's batches run by it, with the server's own arguments): the same grades. The server
+    loads while the batch runs."""
     prompts = [[{"role": "user", "content": f"Document {i}: the VPN guide, page {i * 7}. Query: vpn. Grade 0-3:"}]
                for i in range(6)]
     keys = [f"q\td{i}" for i in range(6)]
